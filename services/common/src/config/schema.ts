@@ -1,0 +1,120 @@
+import { z } from 'zod';
+
+/**
+ * The one configuration file (YAML) of an Attest deployment. Every key here is documented in the
+ * README's configuration table; `attest config check FILE` validates a file against this schema.
+ * Objects are strict: an unknown key is an error, because a misspelt security setting that is
+ * silently ignored is worse than a refusal to start.
+ */
+
+const MiB = 1024 * 1024;
+
+export const MASKING_ACTIONS = ['mask', 'block', 'allow'] as const;
+export type MaskingAction = (typeof MASKING_ACTIONS)[number];
+
+export const ROUTES = ['messages', 'count_tokens', 'models'] as const;
+export type RouteName = (typeof ROUTES)[number];
+
+/** Asymmetric JWS algorithms only: `none` and HMAC are never acceptable for caller tokens. */
+export const ALLOWED_JWT_ALGS = [
+  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA',
+] as const;
+
+const secretSource = z
+  .strictObject({
+    env: z.string().min(1).optional(),
+    file: z.string().min(1).optional(),
+  })
+  .refine((s) => (s.env === undefined) !== (s.file === undefined), {
+    message: 'give exactly one of `env` (an environment variable name) or `file` (a path)',
+  });
+
+const maskingPerDirection = z.strictObject({
+  request: z.enum(MASKING_ACTIONS).optional(),
+  response: z.enum(MASKING_ACTIONS).optional(),
+});
+
+const issuer = z.strictObject({
+  issuer: z.url(),
+  discoveryUrl: z.url().optional(),
+  jwksUri: z.url().optional(),
+  audiences: z.array(z.string().min(1)).min(1),
+  groupsClaim: z.string().min(1).default('groups'),
+  algorithms: z.array(z.enum(ALLOWED_JWT_ALGS)).min(1).optional(),
+});
+
+const group = z.strictObject({
+  /** Which gateway routes the group may call. */
+  routes: z.array(z.enum(ROUTES)).min(1).default([...ROUTES]),
+  /** Model ids the group may use; `*` is a wildcard (e.g. `claude-sonnet-*`). Empty means none. */
+  models: z.array(z.string().min(1)).default(['*']),
+  /** Ceiling on `max_tokens`; a request above it is refused rather than silently lowered. */
+  maxTokens: z.number().int().positive().optional(),
+  streaming: z.boolean().default(true),
+  /** Overrides the global masking actions for callers in this group. */
+  masking: maskingPerDirection.optional(),
+});
+
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      /** Honour X-Forwarded-For from a load balancer in front (source address in evidence). */
+      trustProxy: z.boolean().default(false),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      maxBodyBytes: z.number().int().positive().max(256 * MiB).default(32 * MiB),
+      maxHeaderBytes: z.number().int().min(1024).max(1 * MiB).default(32 * 1024),
+      maxTokenBytes: z.number().int().min(256).max(64 * 1024).default(8192),
+      /** Whole-request timeout towards the upstream, streaming included. */
+      upstreamTimeoutMs: z.number().int().positive().default(600_000),
+      /** Time allowed for the upstream to send response headers. */
+      upstreamHeadersTimeoutMs: z.number().int().positive().default(120_000),
+      /** How long shutdown waits for in-flight requests and streams to finish. */
+      shutdownGraceMs: z.number().int().nonnegative().default(30_000),
+    })
+    .prefault({}),
+  upstream: z.strictObject({
+    anthropic: z.strictObject({
+      baseUrl: z.url().default('https://api.anthropic.com'),
+      apiKey: secretSource,
+      connections: z.number().int().positive().max(1024).default(64),
+    }),
+  }),
+  identity: z
+    .strictObject({
+      clockToleranceSec: z.number().int().min(0).max(300).default(30),
+      jwksCooldownMs: z.number().int().min(1000).default(30_000),
+      issuers: z.array(issuer).default([]),
+      devIssuer: z
+        .strictObject({
+          /** DEVELOPMENT ONLY: a local token issuer so Attest can be tried without an IdP. */
+          enabled: z.boolean().default(false),
+          audience: z.string().min(1).default('attest-dev'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  masking: z
+    .strictObject({
+      /** How a PAN is shown after masking: first six and last four, or last four only. */
+      format: z.enum(['bin6-last4', 'last4']).default('bin6-last4'),
+      request: z.enum(MASKING_ACTIONS).default('mask'),
+      response: z.enum(MASKING_ACTIONS).default('mask'),
+    })
+    .prefault({}),
+  groups: z.record(z.string().min(1), group).default({}),
+  dataDir: z.string().min(1).default('./data'),
+  logging: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+});
+
+export type AttestConfig = z.infer<typeof configSchema>;
+export type GroupConfig = z.infer<typeof group>;
+export type IssuerConfig = z.infer<typeof issuer>;

@@ -1,0 +1,53 @@
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { LoadedConfig } from '../../common/src/config';
+import { createTokenVerifier, DevIssuer, type IssuerOptions } from '../../common/src/identity';
+import { readSecret } from '../../common/src/secrets';
+import { buildGateway } from './app';
+import { createGatewayMetrics } from './metrics';
+
+export interface RunningGateway {
+  app: FastifyInstance;
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the gateway from a loaded config: reads the upstream credential, sets up token issuers
+ * (the development issuer only when the config enables it), binds the port.
+ */
+export async function startGateway(loaded: LoadedConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
+  const { config } = loaded;
+  const upstreamApiKey = readSecret(config.upstream.anthropic.apiKey, 'upstream.anthropic.apiKey', env);
+  const issuers: IssuerOptions[] = config.identity.issuers.map((i) => ({
+    issuer: i.issuer,
+    audiences: i.audiences,
+    groupsClaim: i.groupsClaim,
+    ...(i.discoveryUrl ? { discoveryUrl: i.discoveryUrl } : {}),
+    ...(i.jwksUri ? { jwksUri: i.jwksUri } : {}),
+    ...(i.algorithms ? { algorithms: i.algorithms } : {}),
+  }));
+  if (config.identity.devIssuer.enabled) {
+    const dev = await DevIssuer.loadOrCreate(config.dataDir);
+    issuers.push(dev.issuerOptions([config.identity.devIssuer.audience]));
+    logger.warn({ issuer: dev.issuer }, 'DEVELOPMENT issuer enabled: tokens from `attest dev-token` are accepted. Disable identity.devIssuer in production.');
+  }
+  const verifier = createTokenVerifier({
+    issuers,
+    clockToleranceSec: config.identity.clockToleranceSec,
+    maxTokenBytes: config.limits.maxTokenBytes,
+    jwksCooldownMs: config.identity.jwksCooldownMs,
+  });
+  const app = await buildGateway({ config, verifier, upstreamApiKey, logger, metrics: createGatewayMetrics({ defaultMetrics: true }) });
+  await app.listen({ host: config.server.host, port: config.server.port });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
+  const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
+  return {
+    app,
+    url: `http://${host}:${port}`,
+    close: async () => {
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,192 @@
+import { StreamingPanMasker, type PanHit, type PanMaskFormat } from '../../common/src/masking';
+import { JsonFragmentMasker } from './json-fragment-masker';
+import { maskJson, type LocatedHit } from './mask-json';
+
+/**
+ * Masks card numbers in a Messages API SSE stream as it flows, event by event.
+ *
+ *   upstream bytes ─▶ split into SSE events ─▶ content_block_delta?  ─▶ per-block streaming masker
+ *                                              other event types     ─▶ passed through byte for byte
+ *
+ * Each content block has its own masker, so a PAN split across any number of deltas of one block is
+ * caught. Only the tail that could still become a PAN is held back; a delta whose text is entirely
+ * held is dropped, and the held tail is emitted as one more delta just before `content_block_stop`.
+ * `message_start`, `message_delta` (usage, stop reason), `message_stop`, `ping` and `error` events
+ * are never rewritten. Every event emitted is complete SSE carrying valid JSON.
+ */
+
+type BlockMasker =
+  | { kind: 'text'; field: 'text'; deltaType: 'text_delta'; masker: StreamingPanMasker }
+  | { kind: 'thinking'; field: 'thinking'; deltaType: 'thinking_delta'; masker: StreamingPanMasker }
+  | { kind: 'json'; field: 'partial_json'; deltaType: 'input_json_delta'; masker: JsonFragmentMasker };
+
+export interface SseMaskerOptions {
+  format: PanMaskFormat;
+  hashPan?: (digits: string) => string;
+  /** Called for every PAN found; with action `block` the caller ends the stream. */
+  onHit: (hit: LocatedHit) => void;
+  /** When false the stream is only inspected (action `allow`, or `block` before the first hit). */
+  rewrite: boolean;
+}
+
+/** Largest single SSE event accepted from the upstream; protects memory against a broken upstream. */
+const MAX_EVENT_BYTES = 8 * 1024 * 1024;
+
+export class SseMasker {
+  private readonly opts: SseMaskerOptions;
+  private readonly blocks = new Map<number, BlockMasker>();
+  private readonly decoder = new TextDecoder('utf-8');
+  private buffer = '';
+
+  constructor(opts: SseMaskerOptions) {
+    this.opts = opts;
+  }
+
+  /** Feeds upstream bytes; returns the text to send to the caller now (possibly empty). */
+  push(chunk: Uint8Array): string {
+    this.buffer += this.decoder.decode(chunk, { stream: true });
+    let out = '';
+    let start = 0;
+    for (;;) {
+      const end = findEventEnd(this.buffer, start);
+      if (end < 0) break;
+      const sepLen = sepLength(this.buffer, end);
+      out += this.transformEvent(this.buffer.slice(start, end), this.buffer.slice(end, end + sepLen));
+      start = end + sepLen;
+    }
+    this.buffer = this.buffer.slice(start);
+    if (this.buffer.length > MAX_EVENT_BYTES) {
+      throw new Error(`upstream SSE event larger than ${MAX_EVENT_BYTES} bytes`);
+    }
+    return out;
+  }
+
+  /** Called when the upstream stream ends; returns anything still held (a truncated stream). */
+  end(): string {
+    this.buffer += this.decoder.decode();
+    let out = '';
+    if (this.buffer.trim()) out += this.transformEvent(this.buffer, '\n\n');
+    this.buffer = '';
+    for (const [index, block] of this.blocks) out += this.flushBlock(index, block);
+    this.blocks.clear();
+    return out;
+  }
+
+  private transformEvent(raw: string, sep: string): string {
+    // Cheap pre-check on the raw text: only content block events can carry model or tool text.
+    if (!raw.includes('content_block_')) return raw + sep;
+    const parsed = parseEvent(raw);
+    if (!parsed) return raw + sep;
+    const { event, data } = parsed;
+    let payload: Record<string, unknown>;
+    try {
+      payload = JSON.parse(data) as Record<string, unknown>;
+    } catch {
+      return raw + sep; // not ours to fix; the SDK will report it
+    }
+    const index = typeof payload.index === 'number' ? payload.index : -1;
+    switch (payload.type) {
+      case 'content_block_start':
+        return this.onBlockStart(index, payload, event, raw, sep);
+      case 'content_block_delta':
+        return this.onDelta(index, payload, event, raw, sep);
+      case 'content_block_stop': {
+        const block = this.blocks.get(index);
+        this.blocks.delete(index);
+        return (block ? this.flushBlock(index, block) : '') + raw + sep;
+      }
+      default:
+        return raw + sep;
+    }
+  }
+
+  private onBlockStart(index: number, payload: Record<string, unknown>, event: string, raw: string, sep: string): string {
+    const block = payload.content_block as Record<string, unknown> | undefined;
+    const scan = { format: this.opts.format, ...(this.opts.hashPan ? { hashPan: this.opts.hashPan } : {}) };
+    switch (block?.type) {
+      case 'text':
+        this.blocks.set(index, { kind: 'text', field: 'text', deltaType: 'text_delta', masker: new StreamingPanMasker(scan) });
+        break;
+      case 'thinking':
+        this.blocks.set(index, { kind: 'thinking', field: 'thinking', deltaType: 'thinking_delta', masker: new StreamingPanMasker(scan) });
+        break;
+      case 'tool_use':
+      case 'server_tool_use':
+        this.blocks.set(index, { kind: 'json', field: 'partial_json', deltaType: 'input_json_delta', masker: new JsonFragmentMasker(scan) });
+        break;
+      default:
+        break;
+    }
+    // The start event normally carries empty text/input; mask whatever it carries all the same.
+    const hits = maskJson(block, { ...scan, rewrite: this.opts.rewrite });
+    if (hits.length === 0) return raw + sep;
+    for (const h of hits) this.opts.onHit({ hit: h.hit, location: `content[${index}].${h.location}` });
+    return formatEvent(event, payload, sep);
+  }
+
+  private onDelta(index: number, payload: Record<string, unknown>, event: string, raw: string, sep: string): string {
+    const delta = payload.delta as Record<string, unknown> | undefined;
+    const block = this.blocks.get(index);
+    if (!delta) return raw + sep;
+    if (block && delta.type === block.deltaType && typeof delta[block.field] === 'string') {
+      const input = delta[block.field] as string;
+      const before = block.masker.hits.length;
+      const output = block.masker.push(input);
+      this.reportHits(index, block, before);
+      if (!this.opts.rewrite || output === input) return raw + sep;
+      if (output === '') return ''; // all of it may still become a PAN: held until the next delta
+      delta[block.field] = output;
+      return formatEvent(event, payload, sep);
+    }
+    if (delta.type === 'signature_delta') return raw + sep;
+    // Other deltas (citations and future types) arrive whole: mask them as complete values.
+    const hits = maskJson(delta, { format: this.opts.format, ...(this.opts.hashPan ? { hashPan: this.opts.hashPan } : {}), rewrite: this.opts.rewrite });
+    if (hits.length === 0) return raw + sep;
+    for (const h of hits) this.opts.onHit({ hit: h.hit, location: `content[${index}].delta.${h.location}` });
+    return formatEvent(event, payload, sep);
+  }
+
+  private reportHits(index: number, block: BlockMasker, before: number): void {
+    const all: readonly PanHit[] = block.masker.hits;
+    for (let i = before; i < all.length; i++) {
+      this.opts.onHit({ hit: all[i]!, location: `content[${index}].${block.kind === 'json' ? 'input' : block.field}` });
+    }
+  }
+
+  private flushBlock(index: number, block: BlockMasker): string {
+    const before = block.masker.hits.length;
+    const tail = block.masker.end();
+    this.reportHits(index, block, before);
+    if (!tail || !this.opts.rewrite) return '';
+    const payload = { type: 'content_block_delta', index, delta: { type: block.deltaType, [block.field]: tail } };
+    return formatEvent('content_block_delta', payload, '\n\n');
+  }
+}
+
+function findEventEnd(buf: string, from: number): number {
+  // Events end with a blank line; the API sends "\n\n", the SSE spec also allows "\r\n\r\n".
+  const lf = buf.indexOf('\n\n', from);
+  const crlf = buf.indexOf('\r\n\r\n', from);
+  if (lf < 0) return crlf;
+  if (crlf < 0) return lf;
+  return Math.min(lf, crlf);
+}
+
+function sepLength(buf: string, at: number): number {
+  return buf.startsWith('\r\n\r\n', at) ? 4 : 2;
+}
+
+function parseEvent(raw: string): { event: string; data: string } | undefined {
+  let event = 'message';
+  const data: string[] = [];
+  for (const line of raw.split(/\r?\n/)) {
+    if (line.startsWith('event:')) event = line.slice(6).trim();
+    else if (line.startsWith('data:')) data.push(line.slice(line.startsWith('data: ') ? 6 : 5));
+  }
+  if (data.length === 0) return undefined;
+  return { event, data: data.join('\n') };
+}
+
+function formatEvent(event: string, payload: unknown, sep: string): string {
+  return `event: ${event}\ndata: ${JSON.stringify(payload)}${sep}`;
+}
