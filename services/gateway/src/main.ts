@@ -37,7 +37,12 @@ export async function startGateway(loaded: LoadedConfig, logger: Logger, env: No
     clockToleranceSec: config.identity.clockToleranceSec,
     maxTokenBytes: config.limits.maxTokenBytes,
     jwksCooldownMs: config.identity.jwksCooldownMs,
+    logger,
   });
+  // Fetch issuer keys before taking traffic; an issuer that is down is retried on demand later.
+  for (const status of await verifier.warm()) {
+    if (!status.ok) logger.warn({ issuer: status.issuer, error: status.error }, 'token issuer not reachable at startup; will retry');
+  }
   const app = await buildGateway({ config, verifier, upstreamApiKey, logger, metrics: createGatewayMetrics({ defaultMetrics: true }) });
   await app.listen({ host: config.server.host, port: config.server.port });
   const addr = app.server.address();

@@ -29,24 +29,24 @@ describe('policy', () => {
 
   it('checks the model allowlist with wildcards', () => {
     const g = grantFor(config, ['developers']);
-    expect(decideModelCall(g, { model: 'claude-sonnet-4-5', stream: false })).toMatchObject({ allow: true, maxTokens: 4096 });
+    expect(decideModelCall(g, { model: 'claude-sonnet-5-5', stream: false })).toMatchObject({ allow: true, maxTokens: 4096 });
     expect(decideModelCall(g, { model: 'claude-opus-4', stream: false })).toMatchObject({ allow: false, rule: 'models' });
   });
 
   it('refuses max_tokens above the ceiling instead of lowering it', () => {
     const g = grantFor(config, ['analysts']);
-    expect(decideModelCall(g, { model: 'claude-haiku-4', maxTokens: 2000, stream: false })).toMatchObject({ allow: false, rule: 'max_tokens' });
-    expect(decideModelCall(g, { model: 'claude-haiku-4', maxTokens: 1024, stream: false })).toMatchObject({ allow: true });
+    expect(decideModelCall(g, { model: 'claude-haiku-5', maxTokens: 2000, stream: false })).toMatchObject({ allow: false, rule: 'max_tokens' });
+    expect(decideModelCall(g, { model: 'claude-haiku-5', maxTokens: 1024, stream: false })).toMatchObject({ allow: true });
   });
 
   it('refuses streaming where no allowing group permits it', () => {
     const g = grantFor(config, ['analysts']);
-    expect(decideModelCall(g, { model: 'claude-haiku-4', stream: true })).toMatchObject({ allow: false, rule: 'streaming' });
+    expect(decideModelCall(g, { model: 'claude-haiku-5', stream: true })).toMatchObject({ allow: false, rule: 'streaming' });
   });
 
   it('unions access across groups: the highest ceiling among groups that allow the model', () => {
     const g = grantFor(config, ['analysts', 'developers']);
-    expect(decideModelCall(g, { model: 'claude-haiku-4', maxTokens: 4000, stream: true })).toMatchObject({ allow: true, maxTokens: 4096 });
+    expect(decideModelCall(g, { model: 'claude-haiku-5', maxTokens: 4000, stream: true })).toMatchObject({ allow: true, maxTokens: 4096 });
   });
 
   it('takes the strictest masking action across groups, so joining a group never weakens masking', () => {
