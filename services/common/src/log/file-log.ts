@@ -1,0 +1,766 @@
+/**
+ * The embedded event log: append-only segment files on local disk, group commit with fdatasync,
+ * partitions by key hash, durable consumer-group offsets and safe retention. See docs/event-log.md.
+ */
+import { mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { closedError, LogError } from './errors';
+import { BATCH_HEADER_BYTES, encodeBatchHeader, encodeRecord } from './frame';
+import { acquireDirLock, syncDir, writeFileAtomic, type DirLock } from './fs-util';
+import type { AppendResult, ConsumedRecord, ConsumerOptions, ConsumerPosition, EventLog, LogConsumer, LogRecord } from './port';
+import { checkGroupName, checkPollArgs, DEFAULT_MAX_RECORD_BYTES, measureRecords, nextCommitted, partitionForKey } from './record';
+import { corruptError, PartitionReader, recoverSegment, SEGMENT_FILE, segmentFileName, type Segment } from './segment';
+import type { DecodedRecord } from './frame';
+
+/**
+ * One partition by default: every partition a flush touches costs its own fdatasync, and measured
+ * here 1 partition sustains ~40% more durable appends/s than 4 at concurrency 16 (docs/event-log.md).
+ * One JS process gains no consumer parallelism from more. Multi-partition code paths stay exercised
+ * by the memory twin (default 4) and the conformance suite.
+ */
+export const DEFAULT_PARTITIONS = 1;
+export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_RETENTION_MIN_AGE_MS = 7 * 24 * 3600 * 1000;
+const META_FILE = 'log.json';
+const GROUPS_DIR = 'groups';
+
+export interface FileLogOptions {
+  readonly dir: string;
+  /** Partition count when the log is created; when reopening, must match if given. Default 1. */
+  readonly partitions?: number;
+  /**
+   * 'fsync' (default): append() resolves after fdatasync. 'none' is for benchmarks ONLY: append()
+   * resolves after write(), so a power loss or kernel crash loses acknowledged records.
+   */
+  readonly durability?: 'fsync' | 'none';
+  /** A segment rolls once the next batch would take it past this size. Default 64 MiB. */
+  readonly segmentBytes?: number;
+  /** Maximum encoded size of one record. Default 1 MiB. */
+  readonly maxRecordBytes?: number;
+  /** One flush cycle takes queued appends up to about this many bytes. Default 4 MiB. */
+  readonly maxBatchBytes?: number;
+  /** Extra time to gather appends before a flush when the log is idle. Default 0 (same tick only). */
+  readonly groupCommitWindowMs?: number;
+  readonly retention?: {
+    /** A segment is deleted no sooner than this after its last write. Default 7 days. */
+    readonly minAgeMs?: number;
+    /** Groups that must have consumed a segment before it goes, even if they have never connected. */
+    readonly requiredGroups?: readonly string[];
+  };
+  /** Clock for append times and retention. Default Date.now. */
+  readonly now?: () => number;
+  /** Makes a segment durable. Default fdatasync; replaced only to inject faults in tests. */
+  readonly syncFile?: (fh: FileHandle) => Promise<void>;
+}
+
+/** A torn tail cut off at open: worth an audit event, since the caller of those appends was never told "ok". */
+export interface RecoveryReport {
+  readonly partition: number;
+  readonly segment: string;
+  readonly truncatedAtByte: number;
+  readonly truncatedBytes: number;
+  readonly reason: string;
+}
+
+export interface FileLogStats {
+  appendCalls: number;
+  records: number;
+  bytes: number;
+  flushCycles: number;
+  syncs: number;
+  rolls: number;
+  deletedSegments: number;
+  lastRetentionError: unknown;
+}
+
+interface PartitionState {
+  readonly index: number;
+  readonly dir: string;
+  readonly segments: Segment[];
+  fh: FileHandle;
+  /** Bytes written to the active segment (≥ its durableBytes while a cycle is in flight). */
+  writtenBytes: number;
+  /** Next offset to assign. */
+  nextOffset: number;
+  /** Next offset after the last durable record. */
+  durableNext: number;
+}
+
+interface PendingAppend {
+  readonly partitions: number[];
+  readonly frames: Buffer[];
+  readonly results: AppendResult[];
+  readonly bytes: number;
+  readonly resolve: (r: AppendResult[]) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+interface GroupFile {
+  readonly format: 'attest-event-log-group';
+  readonly formatVersion: 1;
+  readonly group: string;
+  readonly offsets: number[];
+  readonly committedAtMs: number;
+}
+
+function positiveInt(name: string, v: number | undefined, dflt: number, min = 1): number {
+  const x = v ?? dflt;
+  if (!Number.isSafeInteger(x) || x < min) {
+    throw new LogError('log_invalid_argument', `${name} must be an integer ≥ ${min}, got ${x}`, { where: name });
+  }
+  return x;
+}
+
+export class FileEventLog implements EventLog {
+  readonly partitionCount: number;
+  readonly durability: 'fsync' | 'none';
+  /** Torn tails cut off when this instance opened the log. */
+  readonly recovery: readonly RecoveryReport[];
+  readonly stats: FileLogStats = {
+    appendCalls: 0,
+    records: 0,
+    bytes: 0,
+    flushCycles: 0,
+    syncs: 0,
+    rolls: 0,
+    deletedSegments: 0,
+    lastRetentionError: undefined,
+  };
+
+  private readonly queue: PendingAppend[] = [];
+  private flushing = false;
+  private flushScheduled = false;
+  private failure: LogError | undefined;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private readonly idleWaiters: Array<() => void> = [];
+  /** Bumped after every durable cycle; pollers compare it to avoid missing a wakeup. */
+  private version = 0;
+  private readonly waiters = new Set<() => void>();
+  private readonly committed = new Map<string, number[]>();
+  private readonly consumers = new Map<string, FileConsumer>();
+  private readonly commitChains = new Map<string, Promise<unknown>>();
+  private retentionChain: Promise<unknown> = Promise.resolve();
+  private readonly now: () => number;
+  private readonly syncFile: (fh: FileHandle) => Promise<void>;
+
+  private constructor(
+    readonly dir: string,
+    private readonly parts: PartitionState[],
+    groups: Map<string, number[]>,
+    recovery: RecoveryReport[],
+    private readonly lock: DirLock,
+    private readonly opts: {
+      durability: 'fsync' | 'none';
+      segmentBytes: number;
+      maxRecordBytes: number;
+      maxBatchBytes: number;
+      windowMs: number;
+      minAgeMs: number;
+      requiredGroups: readonly string[];
+      now: () => number;
+      syncFile: (fh: FileHandle) => Promise<void>;
+    },
+  ) {
+    this.partitionCount = parts.length;
+    this.durability = opts.durability;
+    this.recovery = recovery;
+    this.now = opts.now;
+    this.syncFile = opts.syncFile;
+    for (const [g, o] of groups) this.committed.set(g, o);
+  }
+
+  static async open(options: FileLogOptions): Promise<FileEventLog> {
+    const durability = options.durability ?? 'fsync';
+    if (durability !== 'fsync' && durability !== 'none') {
+      throw new LogError('log_invalid_argument', `durability must be 'fsync' or 'none'`, { where: 'durability' });
+    }
+    const maxRecordBytes = positiveInt('maxRecordBytes', options.maxRecordBytes, DEFAULT_MAX_RECORD_BYTES, 64);
+    const opts = {
+      durability,
+      segmentBytes: positiveInt('segmentBytes', options.segmentBytes, DEFAULT_SEGMENT_BYTES, 1024),
+      maxRecordBytes,
+      maxBatchBytes: positiveInt('maxBatchBytes', options.maxBatchBytes, Math.max(DEFAULT_MAX_BATCH_BYTES, maxRecordBytes)),
+      windowMs: positiveInt('groupCommitWindowMs', options.groupCommitWindowMs, 0, 0),
+      minAgeMs: positiveInt('retention.minAgeMs', options.retention?.minAgeMs, DEFAULT_RETENTION_MIN_AGE_MS, 0),
+      requiredGroups: options.retention?.requiredGroups ?? [],
+      now: options.now ?? Date.now,
+      syncFile: options.syncFile ?? ((fh: FileHandle) => fh.datasync()),
+    };
+    for (const g of opts.requiredGroups) checkGroupName(g);
+    if (options.partitions !== undefined) positiveInt('partitions', options.partitions, 1);
+
+    const dir = options.dir;
+    await mkdir(dir, { recursive: true });
+    const lock = await acquireDirLock(dir);
+    const opened: PartitionState[] = [];
+    try {
+      const partitionCount = await loadOrCreateMeta(dir, options.partitions);
+      const recovery: RecoveryReport[] = [];
+      for (let p = 0; p < partitionCount; p++) opened.push(await loadPartition(dir, p, opts.now, recovery));
+      const groups = await loadGroups(dir, partitionCount);
+      const log = new FileEventLog(dir, opened, groups, recovery, lock, opts);
+      for (const [g, offsets] of groups) {
+        offsets.forEach((o, p) => {
+          const part = opened[p]!;
+          if (o > part.durableNext) {
+            throw corruptError(join(dir, GROUPS_DIR, `${g}.json`), p, 0, o, `group ${g} committed past the end of partition ${p} (${part.durableNext})`);
+          }
+        });
+      }
+      // A failed deletion must not stop the log from opening; it is kept in stats and retried on the next pass.
+      await log.enforceRetention().catch(() => undefined);
+      return log;
+    } catch (err) {
+      await Promise.all(opened.map((p) => p.fh.close().catch(() => undefined)));
+      await lock.release();
+      throw err;
+    }
+  }
+
+  append(records: readonly LogRecord[]): Promise<AppendResult[]> {
+    if (this.closed) return Promise.reject(closedError('event log'));
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    let measured;
+    try {
+      measured = measureRecords(records, this.opts.maxRecordBytes);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (measured.length === 0) return Promise.resolve([]);
+    const appendTimeMs = this.now();
+    const partitions: number[] = [];
+    const frames: Buffer[] = [];
+    const results: AppendResult[] = [];
+    let bytes = 0;
+    for (const m of measured) {
+      const partition = partitionForKey(m.key, this.partitionCount);
+      const part = this.parts[partition]!;
+      // Offsets are assigned now: cycles flush the queue in order, and a failed cycle poisons the log.
+      const offset = part.nextOffset++;
+      const frame = encodeRecord(m, offset, appendTimeMs);
+      partitions.push(partition);
+      frames.push(frame);
+      results.push({ partition, offset });
+      bytes += frame.length;
+    }
+    this.stats.appendCalls++;
+    return new Promise((resolve, reject) => {
+      this.queue.push({ partitions, frames, results, bytes, resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  async consumer(group: string, opts: ConsumerOptions = {}): Promise<LogConsumer> {
+    if (this.closed) throw closedError('event log');
+    checkGroupName(group);
+    if (this.consumers.has(group)) {
+      throw new LogError('log_group_busy', `consumer group ${group} already has an open consumer on ${this.dir}`, {
+        where: group,
+        fix: 'Close the other consumer first; the embedded log allows one consumer per group.',
+      });
+    }
+    const existing = this.committed.get(group);
+    let start: number[];
+    if (existing !== undefined) {
+      existing.forEach((o, p) => {
+        const oldest = this.parts[p]!.segments[0]!.baseOffset;
+        if (o < oldest) {
+          throw new LogError('log_offset_out_of_range', `group ${group} is at offset ${o} in partition ${p}, before the oldest retained offset ${oldest}`, { where: group });
+        }
+      });
+      start = [...existing];
+    } else {
+      start = this.parts.map((p) => (opts.startFrom === 'latest' ? p.durableNext : p.segments[0]!.baseOffset));
+    }
+    // Registered synchronously, before any await, so a concurrent retention pass counts this group.
+    const c = new FileConsumer(this, group, start);
+    this.consumers.set(group, c);
+    if (existing === undefined) {
+      this.committed.set(group, start);
+      try {
+        await this.writeGroup(group, start);
+      } catch (err) {
+        this.committed.delete(group);
+        this.consumers.delete(group);
+        throw unavailable(`could not register consumer group ${group}`, err);
+      }
+    }
+    return c;
+  }
+
+  async endOffsets(): Promise<number[]> {
+    return this.parts.map((p) => p.durableNext);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  /**
+   * Deletes segments every known group (and every required group) has committed past and whose last
+   * write is older than retention.minAgeMs. Never the active segment; only a prefix of each partition.
+   */
+  enforceRetention(): Promise<string[]> {
+    const run = this.retentionChain.then(() => this.retentionOnce());
+    this.retentionChain = run.catch((err: unknown) => {
+      this.stats.lastRetentionError = err;
+    });
+    return run;
+  }
+
+  /** Segment file paths per partition (oldest first): for operators and tests. */
+  segmentFiles(partition: number): string[] {
+    return (this.parts[partition]?.segments ?? []).map((s) => s.path);
+  }
+
+  // ---- internals used by FileConsumer ----
+
+  get durableVersion(): number {
+    return this.version;
+  }
+
+  readerFor(partition: number, startOffset: number): PartitionReader {
+    const part = this.parts[partition]!;
+    return new PartitionReader(partition, () => part.segments, startOffset);
+  }
+
+  committedOf(group: string): number[] {
+    return [...(this.committed.get(group) ?? [])];
+  }
+
+  waitForDurable(sinceVersion: number, ms: number): Promise<void> {
+    if (this.version !== sinceVersion || this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  wakeAll(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  commitGroup(group: string, positions: readonly ConsumerPosition[] | undefined, delivered: readonly number[]): Promise<number[]> {
+    const prev = this.commitChains.get(group) ?? Promise.resolve();
+    const run = prev.then(async () => {
+      const current = this.committed.get(group) ?? delivered.map(() => 0);
+      const next = nextCommitted(group, current, delivered, positions);
+      if (next.every((o, p) => o === current[p])) return next;
+      try {
+        await this.writeGroup(group, next);
+      } catch (err) {
+        throw unavailable(`could not commit consumer group ${group}`, err);
+      }
+      this.committed.set(group, next);
+      void this.enforceRetention().catch(() => undefined);
+      return next;
+    });
+    this.commitChains.set(group, run.catch(() => undefined));
+    return run;
+  }
+
+  consumerClosed(group: string, c: FileConsumer): void {
+    if (this.consumers.get(group) === c) this.consumers.delete(group);
+  }
+
+  // ---- group commit ----
+
+  private scheduleFlush(): void {
+    if (this.flushing || this.flushScheduled) return;
+    this.flushScheduled = true;
+    const go = (): void => {
+      this.flushScheduled = false;
+      void this.flushLoop();
+    };
+    // setImmediate gathers every append issued in the current tick into the first cycle.
+    if (this.opts.windowMs > 0) setTimeout(go, this.opts.windowMs);
+    else setImmediate(go);
+  }
+
+  private async flushLoop(): Promise<void> {
+    this.flushing = true;
+    while (this.queue.length > 0 && this.failure === undefined) {
+      let n = 0;
+      let bytes = 0;
+      while (n < this.queue.length && (n === 0 || bytes + this.queue[n]!.bytes <= this.opts.maxBatchBytes)) {
+        bytes += this.queue[n]!.bytes;
+        n++;
+      }
+      const cycle = this.queue.splice(0, n);
+      try {
+        await this.writeCycle(cycle);
+      } catch (err) {
+        this.failure = unavailable(
+          `event log ${this.dir} could not make records durable; it accepts no appends until reopened`,
+          err,
+        );
+        for (const c of cycle) c.reject(this.failure);
+        break;
+      }
+      for (const c of cycle) c.resolve(c.results);
+      this.version++;
+      this.wakeAll();
+    }
+    if (this.failure !== undefined) for (const c of this.queue.splice(0)) c.reject(this.failure);
+    this.flushing = false;
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** One write (writev) and one fdatasync per touched partition; partitions in parallel. */
+  private async writeCycle(cycle: PendingAppend[]): Promise<void> {
+    const batches = new Map<number, { base: number; frames: Buffer[]; bytes: number }>();
+    let records = 0;
+    for (const c of cycle) {
+      for (let i = 0; i < c.frames.length; i++) {
+        const p = c.partitions[i]!;
+        const frame = c.frames[i]!;
+        let b = batches.get(p);
+        if (b === undefined) {
+          b = { base: c.results[i]!.offset, frames: [], bytes: 0 };
+          batches.set(p, b);
+        }
+        b.frames.push(frame);
+        b.bytes += frame.length;
+        records++;
+      }
+    }
+    const settled = await Promise.allSettled([...batches].map(([p, b]) => this.writeBatch(this.parts[p]!, b.base, b.frames, b.bytes)));
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    const now = this.now();
+    for (const [p, b] of batches) {
+      const part = this.parts[p]!;
+      const active = part.segments[part.segments.length - 1]!;
+      active.durableBytes = part.writtenBytes;
+      active.lastWriteMs = now;
+      part.durableNext = b.base + b.frames.length;
+    }
+    this.stats.flushCycles++;
+    this.stats.records += records;
+  }
+
+  private async writeBatch(part: PartitionState, base: number, frames: Buffer[], recordsBytes: number): Promise<void> {
+    const total = BATCH_HEADER_BYTES + recordsBytes;
+    if (part.writtenBytes > 0 && part.writtenBytes + total > this.opts.segmentBytes) await this.roll(part, base);
+    const pos = part.writtenBytes;
+    try {
+      await writeAll(part.fh, [encodeBatchHeader(base, frames.length, recordsBytes), ...frames], pos);
+      part.writtenBytes = pos + total;
+      if (this.opts.durability === 'fsync') {
+        await this.syncFile(part.fh);
+        this.stats.syncs++;
+      }
+    } catch (err) {
+      // Best effort: leave no half batch behind. The log is poisoned anyway; reopening re-validates.
+      await part.fh.truncate(pos).catch(() => undefined);
+      part.writtenBytes = pos;
+      throw err;
+    }
+    this.stats.bytes += total;
+  }
+
+  private async roll(part: PartitionState, base: number): Promise<void> {
+    const path = join(part.dir, segmentFileName(base));
+    const fh = await open(path, 'wx');
+    try {
+      // The new file's directory entry must be durable before records in it are acknowledged.
+      await syncDir(part.dir);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    const old = part.fh;
+    part.fh = fh;
+    part.writtenBytes = 0;
+    part.segments.push({ baseOffset: base, path, durableBytes: 0, lastWriteMs: this.now() });
+    this.stats.rolls++;
+    await old.close();
+    void this.enforceRetention().catch(() => undefined);
+  }
+
+  // ---- retention ----
+
+  private async retentionOnce(): Promise<string[]> {
+    // Decided synchronously so consumer registration and commits cannot interleave with the choice.
+    const groups = [...this.committed.values()];
+    for (const g of this.opts.requiredGroups) if (!this.committed.has(g)) groups.push(this.parts.map(() => 0));
+    if (groups.length === 0) return [];
+    const now = this.now();
+    const doomed: { dir: string; path: string }[] = [];
+    for (const part of this.parts) {
+      const floor = Math.min(...groups.map((g) => g[part.index] ?? 0));
+      for (;;) {
+        const [s0, s1] = part.segments;
+        if (s0 === undefined || s1 === undefined) break;
+        if (s1.baseOffset > floor || now - s0.lastWriteMs < this.opts.minAgeMs) break;
+        part.segments.shift();
+        doomed.push({ dir: part.dir, path: s0.path });
+      }
+    }
+    for (const d of doomed) {
+      await unlink(d.path);
+      this.stats.deletedSegments++;
+    }
+    for (const dir of new Set(doomed.map((d) => d.dir))) await syncDir(dir);
+    return doomed.map((d) => d.path);
+  }
+
+  private async writeGroup(group: string, offsets: number[]): Promise<void> {
+    const body: GroupFile = {
+      format: 'attest-event-log-group',
+      formatVersion: 1,
+      group,
+      offsets,
+      committedAtMs: this.now(),
+    };
+    await writeFileAtomic(join(this.dir, GROUPS_DIR), `${group}.json`, `${JSON.stringify(body)}\n`);
+  }
+
+  private async doClose(): Promise<void> {
+    this.closed = true;
+    while (this.flushing || this.queue.length > 0) {
+      await new Promise<void>((r) => this.idleWaiters.push(r));
+    }
+    await Promise.all([...this.consumers.values()].map((c) => c.close()));
+    this.wakeAll();
+    await Promise.all([...this.commitChains.values()]);
+    await this.retentionChain;
+    await Promise.all(this.parts.map((p) => p.fh.close().catch(() => undefined)));
+    await this.lock.release();
+  }
+}
+
+class FileConsumer implements LogConsumer {
+  private readonly readers: PartitionReader[];
+  private readonly buffered: DecodedRecord[][];
+  private readonly bufferedAt: number[];
+  private readonly delivered: number[];
+  private rr = 0;
+  private closed = false;
+  private pollChain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly log: FileEventLog,
+    readonly group: string,
+    start: number[],
+  ) {
+    this.readers = start.map((o, p) => log.readerFor(p, o));
+    this.buffered = start.map(() => []);
+    this.bufferedAt = start.map(() => 0);
+    this.delivered = [...start];
+  }
+
+  poll(maxRecords: number, maxWaitMs: number): Promise<ConsumedRecord[]> {
+    if (this.closed) return Promise.reject(closedError(`consumer ${this.group}`));
+    try {
+      checkPollArgs(maxRecords, maxWaitMs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // Serialised: a consumer is one cursor, like a Kafka consumer it is not for concurrent polls.
+    const run = this.pollChain.then(() => this.pollOnce(maxRecords, maxWaitMs));
+    this.pollChain = run.catch(() => undefined);
+    return run;
+  }
+
+  async commit(positions?: readonly ConsumerPosition[]): Promise<void> {
+    if (this.closed) throw closedError(`consumer ${this.group}`);
+    await this.log.commitGroup(this.group, positions, [...this.delivered]);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.log.wakeAll();
+    await this.pollChain;
+    await Promise.all(this.readers.map((r) => r.close()));
+    this.log.consumerClosed(this.group, this);
+  }
+
+  private async pollOnce(maxRecords: number, maxWaitMs: number): Promise<ConsumedRecord[]> {
+    const deadline = Date.now() + maxWaitMs;
+    for (;;) {
+      if (this.closed) return [];
+      const version = this.log.durableVersion;
+      const out = await this.collect(maxRecords);
+      if (out.length > 0 || this.closed) return out;
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) return [];
+      await this.log.waitForDurable(version, remaining);
+    }
+  }
+
+  private async collect(max: number): Promise<ConsumedRecord[]> {
+    const out: ConsumedRecord[] = [];
+    const n = this.readers.length;
+    for (let k = 0; k < n && out.length < max; k++) {
+      const p = (this.rr + k) % n;
+      let buf = this.buffered[p]!;
+      if (this.bufferedAt[p]! >= buf.length) {
+        buf = await this.readers[p]!.read();
+        this.buffered[p] = buf;
+        this.bufferedAt[p] = 0;
+      }
+      let i = this.bufferedAt[p]!;
+      while (i < buf.length && out.length < max) {
+        const r = buf[i++]!;
+        out.push({ key: r.key, value: r.value, headers: r.headers, partition: p, offset: r.offset, appendTimeMs: r.appendTimeMs });
+        this.delivered[p] = r.offset + 1;
+      }
+      this.bufferedAt[p] = i;
+    }
+    this.rr = (this.rr + 1) % n;
+    return out;
+  }
+}
+
+function unavailable(message: string, cause: unknown): LogError {
+  const detail = cause instanceof Error ? `: ${cause.message}` : '';
+  return new LogError('log_unavailable', `${message}${detail}`, {
+    retriable: true,
+    cause,
+    fix: 'Check disk space and health; the log recovers on reopen.',
+  });
+}
+
+async function writeAll(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let bufs = buffers;
+  let pos = position;
+  for (;;) {
+    const { bytesWritten } = await fh.writev(bufs, pos);
+    pos += bytesWritten;
+    let skip = bytesWritten;
+    while (bufs.length > 0 && skip >= bufs[0]!.length) {
+      skip -= bufs[0]!.length;
+      bufs = bufs.slice(1);
+    }
+    if (bufs.length === 0) return;
+    if (bytesWritten === 0) throw new Error('write made no progress');
+    bufs = [bufs[0]!.subarray(skip), ...bufs.slice(1)];
+  }
+}
+
+async function loadOrCreateMeta(dir: string, requested: number | undefined): Promise<number> {
+  const path = join(dir, META_FILE);
+  let text: string | undefined;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (text === undefined) {
+    // log.json is written last at creation, so without it no record was ever acknowledged here.
+    for (const name of await readdir(dir)) {
+      if (!/^p\d+$/.test(name)) continue;
+      for (const seg of await readdir(join(dir, name))) {
+        if ((await stat(join(dir, name, seg))).size > 0) {
+          throw new LogError('log_config_mismatch', `event log ${dir} has segments but no ${META_FILE}`, {
+            where: path,
+            fix: `Restore ${META_FILE} from backup; the partition count cannot be guessed safely.`,
+          });
+        }
+      }
+    }
+    const partitions = requested ?? DEFAULT_PARTITIONS;
+    await mkdir(join(dir, GROUPS_DIR), { recursive: true });
+    for (let p = 0; p < partitions; p++) await mkdir(join(dir, `p${p}`), { recursive: true });
+    await syncDir(dir);
+    await writeFileAtomic(dir, META_FILE, `${JSON.stringify({ format: 'attest-event-log', formatVersion: 1, partitions })}\n`);
+    return partitions;
+  }
+  let meta: unknown;
+  try {
+    meta = JSON.parse(text);
+  } catch (err) {
+    throw new LogError('log_corrupt', `${path} is not valid JSON`, { where: path, cause: err });
+  }
+  const m = meta as { format?: unknown; formatVersion?: unknown; partitions?: unknown };
+  if (m.format !== 'attest-event-log' || m.formatVersion !== 1 || !Number.isSafeInteger(m.partitions) || (m.partitions as number) < 1) {
+    throw new LogError('log_config_mismatch', `${path} does not describe a format-1 Attest event log`, { where: path });
+  }
+  const partitions = m.partitions as number;
+  if (requested !== undefined && requested !== partitions) {
+    throw new LogError('log_config_mismatch', `event log ${dir} has ${partitions} partitions, ${requested} were requested`, {
+      where: 'partitions',
+      fix: 'Keys are hashed to partitions, so the count is fixed at creation; omit the option or create a new log.',
+    });
+  }
+  return partitions;
+}
+
+async function loadPartition(dir: string, index: number, now: () => number, recovery: RecoveryReport[]): Promise<PartitionState> {
+  const pdir = join(dir, `p${index}`);
+  await mkdir(pdir, { recursive: true });
+  const names = (await readdir(pdir)).filter((n) => SEGMENT_FILE.test(n)).sort();
+  if (names.length === 0) {
+    const fh = await open(join(pdir, segmentFileName(0)), 'wx');
+    await fh.close();
+    await syncDir(pdir);
+    names.push(segmentFileName(0));
+  }
+  const segments: Segment[] = [];
+  for (const name of names) {
+    const path = join(pdir, name);
+    const st = await stat(path);
+    segments.push({ baseOffset: Number(SEGMENT_FILE.exec(name)![1]), path, durableBytes: st.size, lastWriteMs: st.mtimeMs });
+  }
+  const last = segments[segments.length - 1]!;
+  const rec = await recoverSegment(last.path, last.baseOffset, index);
+  const fh = await open(last.path, 'r+');
+  if (rec.tornReason !== undefined) {
+    await fh.truncate(rec.validBytes);
+    await fh.datasync();
+    recovery.push({
+      partition: index,
+      segment: last.path,
+      truncatedAtByte: rec.validBytes,
+      truncatedBytes: rec.fileBytes - rec.validBytes,
+      reason: rec.tornReason,
+    });
+    last.lastWriteMs = now();
+  }
+  last.durableBytes = rec.validBytes;
+  return { index, dir: pdir, segments, fh, writtenBytes: rec.validBytes, nextOffset: rec.nextOffset, durableNext: rec.nextOffset };
+}
+
+async function loadGroups(dir: string, partitionCount: number): Promise<Map<string, number[]>> {
+  const gdir = join(dir, GROUPS_DIR);
+  await mkdir(gdir, { recursive: true });
+  const groups = new Map<string, number[]>();
+  for (const name of await readdir(gdir)) {
+    const path = join(gdir, name);
+    if (name.endsWith('.tmp')) {
+      // A commit that crashed before its rename: the previous file still holds the committed state.
+      await unlink(path);
+      continue;
+    }
+    if (!name.endsWith('.json')) continue;
+    let g: Partial<GroupFile>;
+    try {
+      g = JSON.parse(await readFile(path, 'utf8')) as Partial<GroupFile>;
+    } catch (err) {
+      throw new LogError('log_corrupt', `consumer group file ${path} is not valid JSON`, { where: path, cause: err });
+    }
+    const offsets = g.offsets;
+    if (
+      g.format !== 'attest-event-log-group' ||
+      typeof g.group !== 'string' ||
+      `${g.group}.json` !== name ||
+      !Array.isArray(offsets) ||
+      offsets.length !== partitionCount ||
+      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)
+    ) {
+      throw new LogError('log_corrupt', `consumer group file ${path} is malformed`, { where: path });
+    }
+    groups.set(g.group, offsets);
+  }
+  return groups;
+}
