@@ -1,0 +1,174 @@
+/**
+ * Last line of defence for invariant 2 (no raw PAN at rest): the encoder refuses any event with a
+ * string the masking engine would mask. The gateway's inline masking is the real control; this only
+ * catches a producer that forgot to mask a field, before the bytes exist.
+ *
+ * It asks the masking engine itself (services/common/src/masking) rather than keeping its own
+ * notion of a PAN: a stricter guard would refuse events whose content the engine deliberately left
+ * alone (a list of ports, "qty 2 4111 …", an E.164 number), failing requests closed for nothing; a
+ * looser one would let through what the engine would have caught.
+ */
+import { findPans } from '../masking';
+
+/**
+ * A necessary condition for any engine hit, checked first because almost no event string meets it:
+ * 13 digits in one run, where a run is ended by an ASCII letter or by more than 4 characters
+ * without a digit (the engine's runs allow only separators and invisible characters, in gaps of at
+ * most 4 UTF-16 units). Non-ASCII characters count as digits, so Unicode digits and separators can
+ * only make it say yes. Ids, UUIDs, URLs and ordinary prose fail it without reaching the engine.
+ */
+function mayHoldPan(text: string): boolean {
+  let digits = 0;
+  let gap = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if ((c >= 48 && c <= 57) || c >= 0x80) {
+      if (++digits >= 13) return true;
+      gap = 0;
+    } else if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122)) {
+      digits = 0;
+      gap = 0;
+    } else if (digits > 0 && ++gap > 4) {
+      digits = 0;
+      gap = 0;
+    }
+  }
+  return false;
+}
+
+/** True when the masking engine finds a PAN in `text`. */
+export function containsPan(text: string): boolean {
+  return text.length >= 13 && mayHoldPan(text) && findPans(text).length > 0;
+}
+
+/**
+ * Paths of the strings in `value` that contain a PAN (never the strings themselves, so the path can
+ * go into an error message and a log safely). Buffers are binary (digests, HMACs, signatures) and
+ * skipped; map keys are checked too.
+ */
+export function findPanCandidates(value: unknown, path = '$'): string[] {
+  const found: string[] = [];
+  // Path segments are kept on a stack and only formatted on a hit: this runs on every encode.
+  const segments: (string | number)[] = [];
+  const here = (suffix = ''): string => path + segments.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('') + suffix;
+  const walk = (v: unknown): void => {
+    if (typeof v === 'string') {
+      if (containsPan(v)) found.push(here());
+    } else if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        segments.push(i);
+        walk(v[i]);
+        segments.pop();
+      }
+    } else if (typeof v === 'object' && v !== null && !Buffer.isBuffer(v)) {
+      const keys = Object.keys(v);
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i] as string;
+        if (containsPan(key)) found.push(here('{key}'));
+        segments.push(key);
+        walk((v as Record<string, unknown>)[key]);
+        segments.pop();
+      }
+    }
+  };
+  walk(value);
+  return found;
+}
+
+/** The parts of avsc's types the scanner compiler looks at. */
+interface TypeView {
+  readonly typeName: string;
+  readonly name?: string | undefined;
+  readonly fields?: readonly { readonly name: string; readonly type: TypeView }[];
+  readonly itemsType?: TypeView;
+  readonly valuesType?: TypeView;
+  readonly types?: readonly TypeView[];
+}
+
+type Scan = (value: unknown, path: (string | number)[], found: string[]) => void;
+
+function formatPath(path: readonly (string | number)[]): string {
+  return path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('').replace(/^\./, '');
+}
+
+/**
+ * A PAN scanner for values of one Avro type: visits only the string fields (and map keys) the
+ * type can encode, skipping numbers, enums and binary, so the per-event cost is the strings alone.
+ * Same findings as `findPanCandidates` on what gets encoded; paths are 'payload.content' style.
+ */
+export function compilePanScanner(avroType: unknown): (value: unknown) => string[] {
+  const byName = new Map<string, Scan | undefined>();
+  const build = (t: TypeView): Scan | undefined => {
+    switch (t.typeName) {
+      case 'string':
+        return (v, path, found) => {
+          if (typeof v === 'string' && containsPan(v)) found.push(formatPath(path));
+        };
+      case 'record':
+      case 'error': {
+        if (t.name !== undefined && byName.has(t.name)) return byName.get(t.name);
+        let self: Scan | undefined;
+        // Registered before the fields are built, so a recursive record refers to itself.
+        if (t.name !== undefined) byName.set(t.name, (v, p, f) => self?.(v, p, f));
+        const parts: [string, Scan][] = [];
+        for (const field of t.fields ?? []) {
+          const scan = build(field.type);
+          if (scan !== undefined) parts.push([field.name, scan]);
+        }
+        self =
+          parts.length === 0
+            ? undefined
+            : (v, path, found) => {
+                if (typeof v !== 'object' || v === null) return;
+                for (const [name, scan] of parts) {
+                  path.push(name);
+                  scan((v as Record<string, unknown>)[name], path, found);
+                  path.pop();
+                }
+              };
+        if (t.name !== undefined) byName.set(t.name, self);
+        return self;
+      }
+      case 'array': {
+        const item = t.itemsType === undefined ? undefined : build(t.itemsType);
+        if (item === undefined) return undefined;
+        return (v, path, found) => {
+          if (!Array.isArray(v)) return;
+          for (let i = 0; i < v.length; i++) {
+            path.push(i);
+            item(v[i], path, found);
+            path.pop();
+          }
+        };
+      }
+      case 'map': {
+        const values = t.valuesType === undefined ? undefined : build(t.valuesType);
+        return (v, path, found) => {
+          if (typeof v !== 'object' || v === null) return;
+          for (const key of Object.keys(v)) {
+            if (containsPan(key)) found.push(`${formatPath(path)}{key}`);
+            if (values === undefined) continue;
+            path.push(key);
+            values((v as Record<string, unknown>)[key], path, found);
+            path.pop();
+          }
+        };
+      }
+      default: {
+        if (!t.typeName.startsWith('union')) return undefined; // numbers, booleans, enums, bytes, fixed
+        const branches = (t.types ?? []).map(build).filter((s): s is Scan => s !== undefined);
+        if (branches.length === 0) return undefined;
+        // Each branch checks the value's shape itself, so trying all of them is safe.
+        return (v, path, found) => {
+          for (const branch of branches) branch(v, path, found);
+        };
+      }
+    }
+  };
+  const root = build(avroType as TypeView);
+  return (value) => {
+    const found: string[] = [];
+    root?.(value, [], found);
+    return found;
+  };
+}
