@@ -34,45 +34,66 @@ function isOpaque(key: string, parent: Record<string, unknown>): boolean {
 }
 
 export function maskJson(root: unknown, opts: MaskJsonOptions): LocatedHit[] {
-  const hits: LocatedHit[] = [];
-  const scanOpts = opts.hashPan ? { hashPan: opts.hashPan } : undefined;
+  const walk: Walk = { opts, scanOpts: opts.hashPan ? { hashPan: opts.hashPan } : undefined, hits: [], path: [] };
+  visit(walk, root);
+  return walk.hits;
+}
 
-  const scanString = (s: string, path: string): string => {
-    if (opts.rewrite) {
-      const r = maskPans(s, opts.format, scanOpts);
-      for (const hit of r.hits) hits.push({ hit, location: path });
-      return r.text;
-    }
-    for (const hit of findPans(s, scanOpts)) hits.push({ hit, location: path });
-    return s;
-  };
+/** Walk state; module-level functions (no per-call closures) keep the no-card path cheap. */
+interface Walk {
+  opts: MaskJsonOptions;
+  scanOpts: { hashPan: (digits: string) => string } | undefined;
+  hits: LocatedHit[];
+  /** Keys and indexes down to the current value; joined into a JSON path only when a hit is found. */
+  path: Array<string | number>;
+}
 
-  const visit = (value: unknown, path: string): unknown => {
-    if (typeof value === 'string') return scanString(value, path);
-    if (typeof value === 'number') {
-      // Only safe integers can be read back exactly; a PAN beyond 2^53 was already altered by JSON.parse.
-      if (Number.isSafeInteger(value) && Math.abs(value) >= MIN_PAN_INT) {
-        const s = String(Math.abs(value));
-        const masked = scanString(s, path);
-        return masked === s ? value : masked;
-      }
-      return value;
-    }
-    if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) value[i] = visit(value[i], `${path}[${i}]`);
-      return value;
-    }
-    if (value !== null && typeof value === 'object') {
-      const obj = value as Record<string, unknown>;
-      for (const key of Object.keys(obj)) {
-        if (isOpaque(key, obj)) continue;
-        obj[key] = visit(obj[key], path ? `${path}.${key}` : key);
-      }
-      return value;
+function pathString(path: Array<string | number>): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${p}` : p;
+  return out;
+}
+
+function scanString(w: Walk, s: string): string {
+  const r = w.opts.rewrite ? maskPans(s, w.opts.format, w.scanOpts) : { text: s, hits: findPans(s, w.scanOpts) };
+  if (r.hits.length > 0) {
+    const location = pathString(w.path);
+    for (const hit of r.hits) w.hits.push({ hit, location });
+  }
+  return r.text;
+}
+
+function visit(w: Walk, value: unknown): unknown {
+  if (typeof value === 'string') return scanString(w, value);
+  if (typeof value === 'number') {
+    // Only safe integers can be read back exactly; a PAN beyond 2^53 was already altered by JSON.parse.
+    if (Number.isSafeInteger(value) && Math.abs(value) >= MIN_PAN_INT) {
+      const s = String(Math.abs(value));
+      const masked = scanString(w, s);
+      return masked === s ? value : masked;
     }
     return value;
-  };
-
-  visit(root, '');
-  return hits;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      w.path.push(i);
+      value[i] = visit(w, value[i]);
+      w.path.pop();
+    }
+    return value;
+  }
+  if (value !== null && typeof value === 'object') {
+    const obj = value as Record<string, unknown>;
+    for (const key in obj) {
+      if (!Object.hasOwn(obj, key) || isOpaque(key, obj)) continue;
+      const v = obj[key];
+      if (v === null || typeof v === 'boolean') continue;
+      w.path.push(key);
+      const out = visit(w, v);
+      if (out !== v) obj[key] = out;
+      w.path.pop();
+    }
+    return value;
+  }
+  return value;
 }

@@ -3,7 +3,7 @@ import { Counter, Histogram, Gauge, Registry, collectDefaultMetrics } from 'prom
 /** Prometheus metrics of one gateway instance (its own registry, so tests can run several). */
 export function createGatewayMetrics(opts: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
-  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'attest_' });
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'attest_', eventLoopMonitoringPrecision: 100 });
   return {
     registry,
     requests: new Counter({
