@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Pool, errors as undiciErrors } from 'undici';
 import type { Logger } from 'pino';
@@ -10,6 +10,7 @@ import { maskJson, type Direction, type LocatedHit } from './mask-json';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics';
 import { decideModelCall, decideRoute, grantFor, modelMatches, type CallerGrant } from './policy';
 import { SseMasker } from './sse-masker';
+import { sha256, type ExchangeFacts, type GatewayRecorder, type ResponseFacts } from './evidence';
 
 /**
  * The Claude API gateway: authenticate the caller (OIDC JWT), apply the group policy, mask card
@@ -27,8 +28,13 @@ export interface GatewayDeps {
   upstreamApiKey: string;
   logger: Logger;
   metrics?: GatewayMetrics;
-  /** Keyed hash of a full PAN, kept in evidence instead of the number (PCI DSS 3.5.1.1). */
-  hashPan?: (digits: string) => string;
+  /**
+   * Records every exchange as signed events on the durable log. When present the gateway fails
+   * closed: a request whose evidence cannot be appended is not forwarded (503).
+   */
+  recorder?: GatewayRecorder;
+  /** Public keys that verify the evidence signatures, served at /.well-known/jwks.json. */
+  jwks?: () => unknown;
   now?: () => number;
 }
 
@@ -44,6 +50,7 @@ interface ExchangeContext {
   id: string;
   startedAt: number;
   route: RouteName | 'other';
+  sessionId: string;
   principal?: Principal;
   grant?: CallerGrant;
   model?: string;
@@ -145,7 +152,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   );
 
   app.addHook('onRequest', async (request, reply) => {
-    request.attest = { id: `req_attest_${randomUUID().replaceAll('-', '')}`, startedAt: now(), route: 'other', stream: false, hits: { request: 0, response: 0 } };
+    request.attest = { id: `req_attest_${randomUUID().replaceAll('-', '')}`, startedAt: now(), route: 'other', sessionId: '', stream: false, hits: { request: 0, response: 0 } };
     metrics.inFlight.inc();
     // 'close' fires once for every response, finished, hijacked or aborted by the caller alike.
     reply.raw.once('close', () => {
@@ -187,6 +194,13 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     if (closing) return reply.code(503).send({ status: 'shutting_down' });
     return { status: 'ready' };
   });
+  if (deps.jwks) {
+    const jwks = deps.jwks;
+    app.get('/.well-known/jwks.json', async (_request, reply) => {
+      reply.header('cache-control', 'public, max-age=300');
+      return jwks();
+    });
+  }
   app.get('/metrics', async (_request, reply) => {
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();
@@ -197,11 +211,14 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     const ctx = request.attest;
     ctx.route = route;
     let principal: Principal;
+    const token = extractToken(request);
+    ctx.sessionId = sessionIdFor(request, token);
     try {
-      principal = await verifier.verify(extractToken(request));
+      principal = await verifier.verify(token);
     } catch (err) {
       const reason = err instanceof AuthError ? err.code : 'token_malformed';
       metrics.authFailures.inc({ reason });
+      await recordBestEffort(request, 'auth.failed', (rec) => rec.authFailed(facts(request), reason));
       if (err instanceof AuthError && err.retriable) {
         send(request, reply, gatewayError(503, 'api_error', `auth_${reason}`, 'the identity provider could not be reached to check your token; retry shortly'));
       } else {
@@ -215,14 +232,63 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     const decision = decideRoute(ctx.grant, route);
     if (!decision.allow) {
       metrics.policyDenials.inc({ rule: decision.rule });
-      send(request, reply, gatewayError(403, 'permission_error', `policy_${decision.rule}`, decision.reason));
+      await refuse(request, reply, gatewayError(403, 'permission_error', `policy_${decision.rule}`, decision.reason), { stage: 'authorization', ruleId: `policy.${decision.rule}`, direction: 'request', hits: [] });
       return false;
     }
     return true;
   };
 
+  const recorder = deps.recorder;
+  const hashPan = recorder?.hashPan;
+
+  const facts = (request: FastifyRequest): ExchangeFacts => {
+    const ctx = request.attest;
+    return {
+      requestId: ctx.id,
+      sessionId: ctx.sessionId || `anonymous:${request.ip}`,
+      route: ctx.route,
+      method: request.method,
+      path: request.url.split('?')[0] ?? request.url,
+      sourceAddress: request.ip,
+      userAgent: typeof request.headers['user-agent'] === 'string' ? request.headers['user-agent'].slice(0, 512) : null,
+      stream: ctx.stream,
+      ...(ctx.principal ? { principal: ctx.principal } : {}),
+      ...(ctx.model ? { model: ctx.model } : {}),
+      ...(ctx.upstreamRequestId ? { upstreamRequestId: ctx.upstreamRequestId } : {}),
+    };
+  };
+
+  /** Records evidence that does not gate the exchange (refusals are refused either way); failures are logged. */
+  const recordBestEffort = async (request: FastifyRequest, what: string, fn: (r: GatewayRecorder) => Promise<void>) => {
+    if (!recorder) return;
+    try {
+      await fn(recorder);
+    } catch (err) {
+      request.log.error({ requestId: request.attest.id, code: (err as { code?: string }).code, what }, 'evidence not recorded');
+    }
+  };
+
+  const evidenceUnavailable = gatewayError(503, 'api_error', 'evidence_unavailable', 'Attest could not durably record this exchange, so it was not completed; retry shortly');
+
+  const refuse = async (request: FastifyRequest, reply: FastifyReply, err: GatewayError, r: { stage: 'authorization' | 'policy' | 'masking'; ruleId: string; direction: Direction; hits: LocatedHit[] }) => {
+    await recordBestEffort(request, 'refusal', (rec) =>
+      rec.refused(facts(request), {
+        status: err.status,
+        stage: r.stage,
+        ruleId: r.ruleId,
+        reason: err.message,
+        direction: r.direction,
+        bodyBytes: request.rawBody?.length ?? 0,
+        bodyDigest: sha256(request.rawBody ?? ''),
+        contentType: typeof request.headers['content-type'] === 'string' ? request.headers['content-type'] : null,
+        hits: r.hits,
+      }),
+    );
+    return send(request, reply, err);
+  };
+
   const maskBody = (request: FastifyRequest, body: unknown, direction: Direction, action: MaskingAction): LocatedHit[] => {
-    const hits = maskJson(body, { format, rewrite: action === 'mask', ...(deps.hashPan ? { hashPan: deps.hashPan } : {}) });
+    const hits = maskJson(body, { format, rewrite: action === 'mask', ...(hashPan ? { hashPan } : {}) });
     if (hits.length > 0) {
       request.attest.hits[direction] += hits.length;
       metrics.maskingHits.inc({ rule: 'pan', direction, action }, hits.length);
@@ -240,8 +306,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     );
   };
 
-  /** Model routes: auth, route policy, model policy, request masking. Returns the body text to forward. */
-  const admitModelCall = async (request: FastifyRequest, reply: FastifyReply, route: RouteName): Promise<string | undefined> => {
+  /** Model routes: auth, route policy, model policy, request masking. Returns what to forward. */
+  const admitModelCall = async (request: FastifyRequest, reply: FastifyReply, route: RouteName): Promise<Admitted | undefined> => {
     if (!(await authenticate(request, reply, route))) return undefined;
     const ctx = request.attest;
     const body = request.body;
@@ -263,16 +329,51 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     });
     if (!decision.allow) {
       metrics.policyDenials.inc({ rule: decision.rule });
-      send(request, reply, gatewayError(403, 'permission_error', `policy_${decision.rule}`, decision.reason));
+      await refuse(request, reply, gatewayError(403, 'permission_error', `policy_${decision.rule}`, decision.reason), { stage: 'policy', ruleId: `policy.${decision.rule}`, direction: 'request', hits: [] });
       return undefined;
     }
     const action = ctx.grant!.masking.request;
     const hits = maskBody(request, b, 'request', action);
     if (hits.length > 0 && action === 'block') {
-      send(request, reply, blockedByRule('request', hits));
+      await refuse(request, reply, blockedByRule('request', hits), { stage: 'masking', ruleId: 'builtin.pan', direction: 'request', hits });
       return undefined;
     }
-    return hits.length > 0 && action === 'mask' ? JSON.stringify(b) : (request.rawBody ?? JSON.stringify(b));
+    const text = hits.length > 0 && action === 'mask' ? JSON.stringify(b) : (request.rawBody ?? JSON.stringify(b));
+    return { text, hits, action, ruleIds: [`policy.${decision.rule}`] };
+  };
+
+  /** The evidence of an admitted request, durable before the upstream is called (fail closed). */
+  const recordAdmission = async (request: FastifyRequest, reply: FastifyReply, a: Admitted): Promise<boolean> => {
+    if (!recorder) return true;
+    const raw = request.rawBody ?? '';
+    const bodyDigest = sha256(raw);
+    try {
+      await recorder.admitted(facts(request), {
+        bodyBytes: Buffer.byteLength(raw),
+        bodyDigest,
+        contentType: typeof request.headers['content-type'] === 'string' ? request.headers['content-type'] : null,
+        hits: a.hits,
+        action: a.action,
+        ruleIds: a.ruleIds,
+        forwardedBytes: Buffer.byteLength(a.text),
+        forwardedDigest: a.text === raw ? bodyDigest : sha256(a.text),
+      });
+      return true;
+    } catch {
+      send(request, reply, evidenceUnavailable);
+      return false;
+    }
+  };
+
+  /** The evidence of a completed exchange; the response is acknowledged only once it is durable. */
+  const recordCompletion = async (request: FastifyRequest, r: Omit<ResponseFacts, 'latencyUs'>): Promise<boolean> => {
+    if (!recorder) return true;
+    try {
+      await recorder.completed(facts(request), { ...r, latencyUs: (now() - request.attest.startedAt) * 1000 });
+      return true;
+    } catch {
+      return false;
+    }
   };
 
   const upstreamHeaders = (request: FastifyRequest, hasBody: boolean): Record<string, string> => {
@@ -323,11 +424,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       });
     } catch (err) {
       reply.raw.off('close', onClose);
-      if (abort.signal.aborted && reply.raw.destroyed) {
-        ctx.outcome = 'client_aborted';
-        return reply.hijack();
-      }
-      return send(request, reply, upstreamFailure(abort.signal.aborted ? abort.signal.reason : err, metrics));
+      return failedUpstream(request, reply, abort, err);
     }
 
     const headers = responseHeaders(res.headers, ctx);
@@ -338,15 +435,14 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
     // Whole-body responses: JSON messages, errors, count_tokens, models.
     let text: string;
+    let hits: LocatedHit[] = [];
+    let stopReason: string | null = null;
+    let usage: ResponseFacts['usage'] = null;
     try {
       text = await readLimited(res.body, MAX_UPSTREAM_BODY_BYTES);
     } catch (err) {
       reply.raw.off('close', onClose);
-      if (abort.signal.aborted && reply.raw.destroyed) {
-        ctx.outcome = 'client_aborted';
-        return reply.hijack();
-      }
-      return send(request, reply, upstreamFailure(abort.signal.aborted ? abort.signal.reason : err, metrics));
+      return failedUpstream(request, reply, abort, err);
     }
     reply.raw.off('close', onClose);
     ctx.status = res.statusCode;
@@ -362,12 +458,56 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       if (parsed !== undefined) {
         if (ctx.route === 'models' && res.statusCode === 200) filterModels(parsed, ctx.grant!);
         const action = ctx.grant!.masking.response;
-        const hits = maskBody(request, parsed, 'response', action);
-        if (hits.length > 0 && action === 'block') return send(request, reply, blockedByRule('response', hits));
+        hits = maskBody(request, parsed, 'response', action);
+        if (hits.length > 0 && action === 'block') {
+          return refuse(request, reply, blockedByRule('response', hits), { stage: 'masking', ruleId: 'builtin.pan', direction: 'response', hits });
+        }
         if (hits.length > 0 || ctx.route === 'models') text = JSON.stringify(parsed);
+        const p = parsed as { stop_reason?: unknown; usage?: Record<string, unknown> };
+        if (typeof p.stop_reason === 'string') stopReason = p.stop_reason;
+        usage = usageOf(p.usage);
       }
     }
+    const action = ctx.grant!.masking.response;
+    const recorded = await recordCompletion(request, {
+      status: res.statusCode,
+      stopReason,
+      aborted: false,
+      // Evidence never holds a card number: content is kept only when it was masked or had none.
+      content: hits.length === 0 || action === 'mask' ? text : null,
+      contentBytes: Buffer.byteLength(text),
+      contentDigest: sha256(text),
+      hits,
+      action,
+      usage,
+      ttfbUs: null,
+    });
+    if (!recorded) return send(request, reply, evidenceUnavailable);
     return reply.code(res.statusCode).headers(headers).header('content-type', contentType || 'application/json').send(text);
+  };
+
+  /** An upstream call that failed or was abandoned by the caller: answered (if anyone listens) and recorded. */
+  const failedUpstream = async (request: FastifyRequest, reply: FastifyReply, abort: AbortController, err: unknown) => {
+    const ctx = request.attest;
+    const clientGone = abort.signal.aborted && reply.raw.destroyed;
+    const failure = clientGone ? undefined : upstreamFailure(abort.signal.aborted ? abort.signal.reason : err, metrics);
+    if (clientGone) ctx.outcome = 'client_aborted';
+    await recordBestEffort(request, 'response.completed', (rec) =>
+      rec.completed(facts(request), {
+        status: failure?.status ?? 499,
+        stopReason: null,
+        aborted: clientGone,
+        content: null,
+        contentBytes: 0,
+        contentDigest: sha256(''),
+        hits: [],
+        action: ctx.grant?.masking.response ?? 'mask',
+        usage: null,
+        latencyUs: (now() - ctx.startedAt) * 1000,
+        ttfbUs: null,
+      }),
+    );
+    return failure ? send(request, reply, failure) : reply.hijack();
   };
 
   const streamResponse = async (
@@ -384,13 +524,21 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     const masker = new SseMasker({
       format,
       rewrite: action === 'mask',
-      ...(deps.hashPan ? { hashPan: deps.hashPan } : {}),
+      ...(hashPan ? { hashPan } : {}),
       onHit: (hit) => {
         ctx.hits.response++;
+        hits.push(hit);
         metrics.maskingHits.inc({ rule: 'pan', direction: 'response', action });
         if (action === 'block') (blocked ??= []).push(hit);
       },
     });
+    const hits: LocatedHit[] = [];
+    // Masked output as sent, kept for the evidence up to a bound (never raw when action is allow).
+    const kept: string[] = [];
+    let keptChars = 0;
+    let sentBytes = 0;
+    const digest = createHash('sha256');
+    let ttfbUs: number | null = null;
     reply.hijack();
     const out = reply.raw;
     out.writeHead(200, {
@@ -406,7 +554,16 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       if (!chunk) return;
       if (firstByte) {
         firstByte = false;
-        metrics.ttfb.observe({ route: ctx.route, stream: 'true' }, (now() - ctx.startedAt) / 1000);
+        ttfbUs = (now() - ctx.startedAt) * 1000;
+        metrics.ttfb.observe({ route: ctx.route, stream: 'true' }, ttfbUs / 1_000_000);
+      }
+      if (recorder) {
+        digest.update(chunk);
+        sentBytes += Buffer.byteLength(chunk);
+        if (keptChars < MAX_KEPT_CHARS) {
+          kept.push(chunk);
+          keptChars += chunk.length;
+        }
       }
       if (!out.write(chunk)) await waitDrain(out);
     };
@@ -434,25 +591,48 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       }
     } finally {
       out.off('close', onClose);
-      if (!out.destroyed) out.end();
       if (!res.body.destroyed) res.body.destroy();
     }
+    if (recorder) {
+      const s = masker.summary;
+      const aborted = ctx.outcome === 'client_aborted';
+      const facts_: Omit<ResponseFacts, 'latencyUs'> = {
+        status: blocked ? 403 : 200,
+        stopReason: s.stopReason,
+        aborted,
+        content: keptChars < MAX_KEPT_CHARS && (hits.length === 0 || action === 'mask') ? kept.join('') : null,
+        contentBytes: sentBytes,
+        contentDigest: digest.digest(),
+        hits,
+        action,
+        usage: s.sawUsage ? { inputTokens: s.inputTokens, outputTokens: s.outputTokens, cacheReadInputTokens: s.cacheRead, cacheCreationInputTokens: s.cacheCreation } : null,
+        ttfbUs,
+      };
+      const recorded = blocked
+        ? (await refuseStreamed(request, blocked), true)
+        : await recordCompletion(request, facts_);
+      if (!recorded && !out.destroyed) out.write(errorEvent({ type: 'api_error', code: 'evidence_unavailable', message: evidenceUnavailable.message }));
+    }
+    if (!out.destroyed) out.end();
   };
 
-  app.post('/v1/messages', async (request, reply) => {
-    const body = await admitModelCall(request, reply, 'messages');
-    if (!body) return reply;
-    return callUpstream(request, reply, 'POST', '/v1/messages', body);
-  });
+  const refuseStreamed = (request: FastifyRequest, hits: LocatedHit[]) =>
+    recordBestEffort(request, 'refusal', (rec) =>
+      rec.refused(facts(request), { status: 403, stage: 'masking', ruleId: 'builtin.pan', reason: 'card number in the response', direction: 'response', bodyBytes: 0, bodyDigest: sha256(''), contentType: null, hits }),
+    );
 
-  app.post('/v1/messages/count_tokens', async (request, reply) => {
-    const body = await admitModelCall(request, reply, 'count_tokens');
-    if (!body) return reply;
-    return callUpstream(request, reply, 'POST', '/v1/messages/count_tokens', body);
-  });
+  const modelCall = (route: 'messages' | 'count_tokens', path: string) => async (request: FastifyRequest, reply: FastifyReply) => {
+    const admitted = await admitModelCall(request, reply, route);
+    if (!admitted || !(await recordAdmission(request, reply, admitted))) return reply;
+    return callUpstream(request, reply, 'POST', path, admitted.text);
+  };
+
+  app.post('/v1/messages', modelCall('messages', '/v1/messages'));
+  app.post('/v1/messages/count_tokens', modelCall('count_tokens', '/v1/messages/count_tokens'));
 
   app.get('/v1/models', async (request, reply) => {
     if (!(await authenticate(request, reply, 'models'))) return reply;
+    if (!(await recordAdmission(request, reply, { text: '', hits: [], action: 'allow', ruleIds: ['policy.routes'] }))) return reply;
     return callUpstream(request, reply, 'GET', '/v1/models');
   });
 
@@ -462,6 +642,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     if (!request.attest.grant!.entries.some(([, g]) => g.models.some((p) => modelMatches(p, id)))) {
       return send(request, reply, gatewayError(404, 'not_found_error', 'model_not_allowed', `model ${id} is not available to your groups`));
     }
+    if (!(await recordAdmission(request, reply, { text: '', hits: [], action: 'allow', ruleIds: ['policy.routes'] }))) return reply;
     return callUpstream(request, reply, 'GET', `/v1/models/${encodeURIComponent(id)}`);
   });
 
@@ -473,6 +654,38 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   });
 
   return app;
+}
+
+interface Admitted {
+  /** Body to forward: the caller's bytes when nothing was masked. */
+  text: string;
+  hits: LocatedHit[];
+  action: MaskingAction;
+  ruleIds: string[];
+}
+
+const MAX_KEPT_CHARS = 256 * 1024;
+
+/**
+ * The session an exchange belongs to: the client's own session header when it sends one (Claude Code
+ * does), else one session per token, so one agent run's calls replay together.
+ */
+function sessionIdFor(request: FastifyRequest, token: string | undefined): string {
+  for (const h of ['x-claude-code-session-id', 'x-attest-session-id']) {
+    const v = request.headers[h];
+    if (typeof v === 'string' && /^[\w.:-]{1,128}$/.test(v)) return v;
+  }
+  return token ? `token:${createHash('sha256').update(token).digest('hex').slice(0, 32)}` : `anonymous:${request.ip}`;
+}
+
+function usageOf(u: Record<string, unknown> | undefined): ResponseFacts['usage'] {
+  if (!u || typeof u.input_tokens !== 'number' || typeof u.output_tokens !== 'number') return null;
+  return {
+    inputTokens: u.input_tokens,
+    outputTokens: u.output_tokens,
+    cacheReadInputTokens: typeof u.cache_read_input_tokens === 'number' ? u.cache_read_input_tokens : null,
+    cacheCreationInputTokens: typeof u.cache_creation_input_tokens === 'number' ? u.cache_creation_input_tokens : null,
+  };
 }
 
 function extractToken(request: FastifyRequest): string | undefined {

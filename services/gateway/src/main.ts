@@ -3,8 +3,13 @@ import type { Logger } from 'pino';
 import type { LoadedConfig } from '../../common/src/config';
 import { createTokenVerifier, DevIssuer, type IssuerOptions } from '../../common/src/identity';
 import { readSecret } from '../../common/src/secrets';
+import { openEvidence } from '../../common/src/evidence/producer';
 import { buildGateway } from './app';
+import { GatewayRecorder } from './evidence';
+import { createHash } from 'node:crypto';
 import { createGatewayMetrics } from './metrics';
+
+const SOFTWARE_VERSION = '0.1.0';
 
 export interface RunningGateway {
   app: FastifyInstance;
@@ -43,8 +48,38 @@ export async function startGateway(loaded: LoadedConfig, logger: Logger, env: No
   for (const status of await verifier.warm()) {
     if (!status.ok) logger.warn({ issuer: status.issuer, error: status.error }, 'token issuer not reachable at startup; will retry');
   }
-  const app = await buildGateway({ config, verifier, upstreamApiKey, logger, metrics: createGatewayMetrics({ defaultMetrics: true }) });
-  await app.listen({ host: config.server.host, port: config.server.port });
+  const evidence = await openEvidence({
+    dataDir: config.dataDir,
+    component: 'gateway',
+    tenantId: config.evidence.tenantId,
+    ...(config.evidence.producerId ? { producerId: config.evidence.producerId } : {}),
+    logger,
+    configText: loaded.text,
+    configFile: loaded.file,
+    softwareVersion: SOFTWARE_VERSION,
+    cadence: { everyEvents: config.evidence.checkpointEveryEvents, everyMs: config.evidence.checkpointEveryMs },
+  });
+  const policyVersion = createHash('sha256').update(loaded.text).digest('hex').slice(0, 12);
+  const recorder = new GatewayRecorder(evidence.emitter, evidence.panKey, { id: loaded.file, version: policyVersion }, new URL(config.upstream.anthropic.baseUrl).host);
+  const app = await buildGateway({
+    config,
+    verifier,
+    upstreamApiKey,
+    logger,
+    recorder,
+    jwks: () => evidence.keyring.jwks(),
+    metrics: createGatewayMetrics({ defaultMetrics: true }),
+  });
+  // The evidence closes after the last in-flight exchange has been recorded.
+  app.addHook('onClose', async () => {
+    await evidence.close('shutdown');
+  });
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;

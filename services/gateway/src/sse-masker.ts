@@ -29,6 +29,13 @@ export interface SseMaskerOptions {
   rewrite: boolean;
 }
 
+interface Usage {
+  input_tokens?: number;
+  output_tokens?: number;
+  cache_read_input_tokens?: number | null;
+  cache_creation_input_tokens?: number | null;
+}
+
 /** Largest single SSE event accepted from the upstream; protects memory against a broken upstream. */
 const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 
@@ -37,6 +44,15 @@ export class SseMasker {
   private readonly blocks = new Map<number, BlockMasker>();
   private readonly decoder = new TextDecoder('utf-8');
   private buffer = '';
+  /** From message_start / message_delta, for the evidence of the exchange. */
+  readonly summary: { stopReason: string | null; inputTokens: number; outputTokens: number; cacheRead: number | null; cacheCreation: number | null; sawUsage: boolean } = {
+    stopReason: null,
+    inputTokens: 0,
+    outputTokens: 0,
+    cacheRead: null,
+    cacheCreation: null,
+    sawUsage: false,
+  };
 
   constructor(opts: SseMaskerOptions) {
     this.opts = opts;
@@ -74,7 +90,10 @@ export class SseMasker {
 
   private transformEvent(raw: string, sep: string): string {
     // Cheap pre-check on the raw text: only content block events can carry model or tool text.
-    if (!raw.includes('content_block_')) return raw + sep;
+    if (!raw.includes('content_block_')) {
+      if (raw.includes('message_delta') || raw.includes('message_start')) this.readUsage(raw);
+      return raw + sep;
+    }
     const parsed = parseEvent(raw);
     if (!parsed) return raw + sep;
     const { event, data } = parsed;
@@ -97,6 +116,26 @@ export class SseMasker {
       }
       default:
         return raw + sep;
+    }
+  }
+
+  /** Reads usage and stop reason; these events are forwarded untouched whatever happens here. */
+  private readUsage(raw: string): void {
+    const parsed = parseEvent(raw);
+    if (!parsed) return;
+    try {
+      const p = JSON.parse(parsed.data) as { type?: string; message?: { usage?: Usage }; usage?: Usage; delta?: { stop_reason?: string | null } };
+      const usage = p.type === 'message_start' ? p.message?.usage : p.type === 'message_delta' ? p.usage : undefined;
+      if (p.type === 'message_delta' && p.delta?.stop_reason !== undefined) this.summary.stopReason = p.delta.stop_reason;
+      if (usage) {
+        this.summary.sawUsage = true;
+        if (typeof usage.input_tokens === 'number') this.summary.inputTokens = usage.input_tokens;
+        if (typeof usage.output_tokens === 'number') this.summary.outputTokens = usage.output_tokens;
+        if (typeof usage.cache_read_input_tokens === 'number') this.summary.cacheRead = usage.cache_read_input_tokens;
+        if (typeof usage.cache_creation_input_tokens === 'number') this.summary.cacheCreation = usage.cache_creation_input_tokens;
+      }
+    } catch {
+      // Not ours to fix; the caller's SDK will report a broken event.
     }
   }
 

@@ -107,6 +107,17 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   groups: z.record(z.string().min(1), group).default({}),
+  evidence: z
+    .strictObject({
+      /** Tenant id written on every event (PCI DSS A1.2 for multi-tenant providers). */
+      tenantId: z.string().min(1).max(128).default('default'),
+      /** Stable id of this producer across restarts; default `<component>-<hostname>`. */
+      producerId: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/).optional(),
+      /** Signed checkpoints are cut every N events or every T ms, whichever comes first, even when idle. */
+      checkpointEveryEvents: z.number().int().min(1).max(1_000_000).default(10_000),
+      checkpointEveryMs: z.number().int().min(100).max(3_600_000).default(60_000),
+    })
+    .prefault({}),
   dataDir: z.string().min(1).default('./data'),
   logging: z
     .strictObject({

@@ -1,0 +1,237 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { AttestError } from '../errors';
+import {
+  chainEvent,
+  encodeEvent,
+  newEvent,
+  systemClock,
+  uuidv7,
+  type AnyAttestEvent,
+  type EventClock,
+  type EventParts,
+  type EventType,
+  type UnchainedEvent,
+} from '../events';
+import {
+  CheckpointScheduler,
+  DEFAULT_CADENCE,
+  ProducerChain,
+  ZERO_HASH,
+  parseCheckpoint,
+  type Cadence,
+  type Keyring,
+  type SignedCheckpoint,
+  type TailEvent,
+} from '../integrity';
+import type { EventLog, LogRecord } from '../log';
+
+/**
+ * The one way events leave a producer:
+ *
+ *   newEvent ──▶ chain (sequence, prevHash) ──▶ Avro single-object encoding ──▶ durable log append
+ *                                                         └──▶ Merkle accumulator ──▶ signed checkpoint
+ *
+ * `emit` resolves only once the batch is durable, so a caller can fail closed on its rejection.
+ * Checkpoints are cut on a fixed cadence (every N events or T ms, even when idle) and signed once
+ * each, never per event. Every start is a new chain epoch linked to the producer's last checkpoint.
+ * A failed append rewinds the chain to what is durable (the events since the last checkpoint are
+ * kept for that), so the chain never claims an event that did not reach the log.
+ */
+
+export interface CheckpointFile {
+  load(): Promise<SignedCheckpoint | undefined>;
+  save(cp: SignedCheckpoint): Promise<void>;
+}
+
+/** The producer's last checkpoint as a compact JWS file, replaced atomically. */
+export function checkpointFile(dir: string, producer: string): CheckpointFile {
+  const path = join(dir, `${producer.replace(/[^A-Za-z0-9_.-]/g, '_')}.checkpoint.jws`);
+  return {
+    async load() {
+      let text: string;
+      try {
+        text = await readFile(path, 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw err;
+      }
+      return parseCheckpoint(text.trim());
+    },
+    async save(cp) {
+      await mkdir(dir, { recursive: true });
+      const tmp = `${path}.tmp`;
+      await writeFile(tmp, cp.jws, { mode: 0o600 });
+      await rename(tmp, path);
+    },
+  };
+}
+
+export interface EmitterOptions {
+  log: EventLog;
+  keyring: Keyring;
+  producerId: string;
+  tenantId: string;
+  checkpoints: CheckpointFile;
+  logger: Logger;
+  cadence?: Cadence;
+  clock?: EventClock;
+}
+
+export class EvidenceEmitterError extends AttestError<'evidence_unavailable'> {}
+
+export class EvidenceEmitter {
+  private chain: ProducerChain;
+  private epoch: string;
+  private lastCheckpoint: SignedCheckpoint | undefined;
+  private readonly epochStart: { producer: string; epoch: string; startUs: number; previous?: SignedCheckpoint };
+  /** Durable events of this epoch not yet covered by a checkpoint: what a rewind replays. */
+  private tail: TailEvent[] = [];
+  private readonly scheduler: CheckpointScheduler;
+  private readonly clock: EventClock;
+  private closed = false;
+  /** The epoch before this one, and whether it ended with a recorded stop (not a crash). */
+  private readonly previousEpoch: { epoch: string | null; stopRecorded: boolean };
+
+  private constructor(private readonly opts: EmitterOptions, previous: SignedCheckpoint | undefined) {
+    this.clock = opts.clock ?? systemClock;
+    this.lastCheckpoint = previous;
+    this.epoch = uuidv7();
+    this.epochStart = { producer: opts.producerId, epoch: this.epoch, startUs: this.clock.nowUs(), ...(previous ? { previous } : {}) };
+    this.chain = ProducerChain.start(this.epochStart);
+    this.previousEpoch = { epoch: previous?.fields.epoch ?? null, stopRecorded: previous?.fields.closed ?? false };
+    this.scheduler = new CheckpointScheduler({
+      ...(opts.cadence ?? DEFAULT_CADENCE),
+      clock: this.clock,
+      onDue: () => void this.checkpoint(),
+    });
+  }
+
+  /** Opens the producer: loads its last checkpoint and starts the cadence. */
+  static async open(opts: EmitterOptions): Promise<EvidenceEmitter> {
+    const previous = await opts.checkpoints.load();
+    if (previous && previous.fields.producer !== opts.producerId) {
+      throw new AttestError('evidence_checkpoint_mismatch', `checkpoint file belongs to producer ${previous.fields.producer}, not ${opts.producerId}`);
+    }
+    const emitter = new EvidenceEmitter(opts, previous);
+    emitter.scheduler.start();
+    return emitter;
+  }
+
+  get producer(): { id: string; epoch: string } {
+    return { id: this.opts.producerId, epoch: this.epoch };
+  }
+
+  get previous(): { epoch: string | null; stopRecorded: boolean } {
+    return this.previousEpoch;
+  }
+
+  /** Builds an event of this producer (metadata filled, not yet chained). */
+  build<K extends EventType>(type: K, parts: Omit<EventParts<K>, 'tenantId'>): UnchainedEvent<K> {
+    return newEvent(type, { ...parts, tenantId: this.opts.tenantId } as EventParts<K>, { producer: this.producer, clock: this.clock });
+  }
+
+  /**
+   * Chains, encodes and durably appends the events, in order, as one log batch under `key`
+   * (the session id, so a session stays ordered). Rejects with `evidence_unavailable` when the log
+   * does not confirm durability; the caller must then refuse the access it was about to grant.
+   */
+  async emit(events: readonly UnchainedEvent<EventType>[], key: string): Promise<AnyAttestEvent[]> {
+    if (this.closed) throw new EvidenceEmitterError('evidence_unavailable', 'the evidence emitter is closed', { retriable: true });
+    const chained: AnyAttestEvent[] = [];
+    const records: LogRecord[] = [];
+    const tail: TailEvent[] = [];
+    for (const e of events) {
+      const meta = this.chain.nextMetadata();
+      const ev = chainEvent(e, meta) as AnyAttestEvent;
+      const bytes = encodeEvent(ev);
+      this.chain.append(bytes);
+      chained.push(ev);
+      tail.push({ sequence: meta.sequence, prevHash: meta.prevHash, bytes });
+      records.push({ key, value: bytes, headers: { type: ev.metadata.type } });
+    }
+    try {
+      await this.opts.log.append(records);
+    } catch (err) {
+      this.rewind();
+      this.opts.logger.error({ code: (err as { code?: string }).code, events: events.length }, 'evidence append failed: failing closed');
+      throw new EvidenceEmitterError('evidence_unavailable', 'the audit log could not durably record this request', { retriable: true, cause: err });
+    }
+    this.tail.push(...tail);
+    for (let i = 0; i < records.length; i++) this.scheduler.recordEvent();
+    return chained;
+  }
+
+  /**
+   * After a failed append: rebuild the chain from the last checkpoint and the durable tail, so the
+   * next event continues from the last one that is really on the log.
+   */
+  private rewind(): void {
+    const tail = [...this.tail].sort((a, b) => a.sequence - b.sequence);
+    const last = this.lastCheckpoint;
+    this.chain =
+      last && last.fields.epoch === this.epoch
+        ? ProducerChain.resume({ last, tail })
+        : ProducerChain.resume({ epochStart: this.epochStart, tail });
+  }
+
+  /** Cuts, signs and appends a checkpoint now (the scheduler calls this on the cadence). */
+  async checkpoint(opts: { closed?: boolean } = {}): Promise<SignedCheckpoint | undefined> {
+    const chain = this.chain;
+    let cp: SignedCheckpoint;
+    try {
+      cp = await chain.checkpoint(this.opts.keyring.signingKey(), this.clock.nowUs(), opts);
+      const f = cp.fields;
+      const ev = chainEvent(
+        this.build('integrity.checkpoint', {
+          actor: systemActor(this.opts.producerId),
+          source: { address: 'local', userAgent: null },
+          target: { protocol: 'internal', service: 'attest', resource: `producer/${f.producer}`, model: null },
+          outcome: { result: 'success', status: null, reason: null },
+          correlation: { sessionId: `producer:${f.producer}`, requestId: `checkpoint:${f.epoch}:${f.lastSequence}`, upstreamRequestId: null },
+          payload: {
+            producer: f.producer,
+            epoch: f.epoch,
+            firstSequence: f.firstSequence,
+            lastSequence: f.lastSequence,
+            count: f.count,
+            fromTimeUs: f.fromTimeUs,
+            toTimeUs: f.toTimeUs,
+            lastHash: Buffer.from(f.lastHash),
+            merkleRoot: Buffer.from(f.merkleRoot),
+            prevCheckpointHash: Buffer.from(f.prevCheckpointHash),
+            closed: f.closed,
+            keyId: f.keyId,
+            formatVersion: 1,
+            signature: Buffer.from(cp.signature),
+          },
+        }),
+        // Checkpoints sit outside the chain they cover.
+        { sequence: 0, prevHash: ZERO_HASH },
+      ) as AnyAttestEvent;
+      await this.opts.log.append([{ key: `producer:${f.producer}`, value: encodeEvent(ev), headers: { type: 'integrity.checkpoint' } }]);
+      await this.opts.checkpoints.save(cp);
+    } catch (err) {
+      this.opts.logger.error({ code: (err as { code?: string }).code }, 'checkpoint could not be emitted; it stays due');
+      this.scheduler.failed();
+      return undefined;
+    }
+    this.lastCheckpoint = cp;
+    this.tail = this.tail.filter((t) => t.sequence > cp.fields.lastSequence);
+    this.scheduler.checkpointed(cp.fields.toTimeUs);
+    return cp;
+  }
+
+  /** Final checkpoint closing the epoch; the caller emits audit.stopped before this. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.scheduler.stop();
+    await this.checkpoint({ closed: true });
+    this.closed = true;
+  }
+}
+
+export function systemActor(producerId: string) {
+  return { subject: `system:${producerId}`, issuer: 'attest', clientId: null, groups: [], kind: 'system' as const, onBehalfOf: null, dev: false };
+}

@@ -1,0 +1,252 @@
+import { createHash } from 'node:crypto';
+import type { AuthFailureReason, Principal } from '../../common/src/identity';
+import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
+import type { Actor, AuthFailedPayload, Correlation, EventType, MaskHit, MaskingSummary, Source, Target, UnchainedEvent } from '../../common/src/events';
+import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
+import type { MaskingAction } from '../../common/src/config';
+import type { LocatedHit } from './mask-json';
+
+/**
+ * What the gateway records about each exchange, as events (the evidence of PCI DSS 10.2.x):
+ *
+ *   admitted:  gateway.request.received + policy.decided(allow|mask) [+ data.masked] + gateway.request.forwarded
+ *              — appended durably BEFORE the upstream is called (no access without evidence)
+ *   refused:   gateway.request.received + policy.decided(deny) + gateway.request.blocked [+ data.masked]
+ *   completed: gateway.response.completed [+ data.masked] — appended before the response ends
+ *   auth.failed for every rejected credential.
+ *
+ * Events never carry a PAN: masking hits keep BIN, last four and an HMAC of the full number.
+ */
+
+export interface ExchangeFacts {
+  requestId: string;
+  sessionId: string;
+  route: string;
+  method: string;
+  path: string;
+  sourceAddress: string;
+  userAgent: string | null;
+  principal?: Principal;
+  model?: string;
+  stream: boolean;
+  upstreamRequestId?: string;
+}
+
+export interface ResponseFacts {
+  status: number;
+  stopReason: string | null;
+  aborted: boolean;
+  /** Masked content as sent to the caller (or null when not kept). */
+  content: string | null;
+  contentBytes: number;
+  contentDigest: Buffer;
+  hits: LocatedHit[];
+  action: MaskingAction;
+  usage: { inputTokens: number; outputTokens: number; cacheReadInputTokens: number | null; cacheCreationInputTokens: number | null } | null;
+  latencyUs: number;
+  ttfbUs: number | null;
+}
+
+const MAX_CONTENT_CHARS = 256 * 1024;
+
+/** The verifier's precise reasons, in the event schema's coarser vocabulary (the precise one is in outcome.reason). */
+const AUTH_REASON: Record<AuthFailureReason, AuthFailedPayload['reasonCode']> = {
+  token_missing: 'missing_credentials',
+  token_too_large: 'malformed_credentials',
+  token_malformed: 'malformed_credentials',
+  alg_not_allowed: 'malformed_credentials',
+  unknown_issuer: 'unknown_issuer',
+  unknown_kid: 'bad_signature',
+  bad_signature: 'bad_signature',
+  token_expired: 'expired',
+  token_not_yet_valid: 'not_yet_valid',
+  wrong_audience: 'wrong_audience',
+  missing_claim: 'malformed_credentials',
+  issuer_unavailable: 'unknown',
+};
+
+export class GatewayRecorder {
+  constructor(
+    private readonly emitter: EvidenceEmitter,
+    private readonly panKey: PanHmacKey,
+    private readonly policy: { id: string; version: string },
+    private readonly upstreamHost: string,
+  ) {}
+
+  /** The keyed hash the masking engine stores instead of the digits. */
+  get hashPan(): (digits: string) => string {
+    return this.panKey.hash;
+  }
+
+  async authFailed(f: ExchangeFacts, reason: AuthFailureReason): Promise<void> {
+    const e = this.emitter.build('auth.failed', {
+      actor: anonymous(),
+      source: source(f),
+      target: target(f),
+      outcome: { result: 'failure', status: 401, reason },
+      correlation: correlation(f),
+      payload: { method: 'oidc_jwt', reasonCode: AUTH_REASON[reason], claimsVerified: false, amr: [], acr: null, tokenId: null },
+    });
+    await this.emitter.emit([e], f.sessionId);
+  }
+
+  /** Durable before the upstream call; rejects (and the caller fails closed) if the log cannot confirm. */
+  async admitted(f: ExchangeFacts, req: { bodyBytes: number; bodyDigest: Buffer; contentType: string | null; hits: LocatedHit[]; action: MaskingAction; ruleIds: string[]; forwardedBytes: number; forwardedDigest: Buffer }): Promise<void> {
+    const events: UnchainedEvent<EventType>[] = [this.received(f, req, 'success', null)];
+    const decision = req.hits.length > 0 && req.action === 'mask' ? 'mask' : 'allow';
+    events.push(this.decided(f, decision, req.ruleIds, null));
+    if (req.hits.length > 0) events.push(this.masked(f, 'request', req.hits, req.action, req.bodyDigest, req.forwardedDigest));
+    events.push(
+      this.emitter.build('gateway.request.forwarded', {
+        actor: actor(f),
+        source: source(f),
+        target: target(f),
+        outcome: { result: 'success', status: null, reason: null },
+        correlation: correlation(f),
+        payload: { upstreamHost: this.upstreamHost, attempt: 1, credentialId: 'upstream.anthropic', masked: req.hits.length > 0 && req.action === 'mask', bodyBytes: req.forwardedBytes, bodyDigest: req.forwardedDigest },
+      }),
+    );
+    await this.emitter.emit(events, f.sessionId);
+  }
+
+  async refused(
+    f: ExchangeFacts,
+    r: { status: number; stage: 'authorization' | 'policy' | 'masking'; ruleId: string; reason: string; direction: 'request' | 'response'; bodyBytes: number; bodyDigest: Buffer; contentType: string | null; hits: LocatedHit[] },
+  ): Promise<void> {
+    const events: UnchainedEvent<EventType>[] = [];
+    if (r.direction === 'request') events.push(this.received(f, { ...r, action: 'block' }, 'failure', r.status));
+    events.push(this.decided(f, 'deny', [r.ruleId], r.reason));
+    if (r.hits.length > 0) events.push(this.masked(f, r.direction, r.hits, 'block', r.bodyDigest, null));
+    events.push(
+      this.emitter.build('gateway.request.blocked', {
+        actor: actor(f),
+        source: source(f),
+        target: target(f),
+        outcome: { result: 'failure', status: r.status, reason: r.reason },
+        correlation: correlation(f),
+        payload: { ruleId: r.ruleId, direction: r.direction, stage: r.stage, approvalId: null },
+      }),
+    );
+    await this.emitter.emit(events, f.sessionId);
+  }
+
+  async completed(f: ExchangeFacts, r: ResponseFacts): Promise<void> {
+    const content = r.content !== null && r.content.length <= MAX_CONTENT_CHARS ? r.content : null;
+    const events: UnchainedEvent<EventType>[] = [
+      this.emitter.build('gateway.response.completed', {
+        actor: actor(f),
+        source: source(f),
+        target: target(f),
+        outcome: { result: r.status < 400 && !r.aborted ? 'success' : 'failure', status: r.status, reason: r.aborted ? 'client_aborted' : null },
+        correlation: correlation(f),
+        payload: {
+          upstreamStatus: r.status,
+          stopReason: r.stopReason,
+          stream: f.stream,
+          aborted: r.aborted,
+          content,
+          contentDigest: r.contentDigest,
+          contentBytes: r.contentBytes,
+          masking: summary('response', r.hits, r.action),
+          usage: r.usage,
+          latencyUs: Math.round(r.latencyUs),
+          timeToFirstByteUs: r.ttfbUs === null ? null : Math.round(r.ttfbUs),
+        },
+      }),
+    ];
+    if (r.hits.length > 0) events.push(this.masked(f, 'response', r.hits, r.action, null, r.contentDigest));
+    await this.emitter.emit(events, f.sessionId);
+  }
+
+  private received(
+    f: ExchangeFacts,
+    req: { bodyBytes: number; bodyDigest: Buffer; contentType: string | null; hits: LocatedHit[]; action: MaskingAction },
+    result: 'success' | 'failure',
+    status: number | null,
+  ) {
+    return this.emitter.build('gateway.request.received', {
+      actor: actor(f),
+      source: source(f),
+      target: target(f),
+      outcome: { result, status, reason: null },
+      correlation: correlation(f),
+      payload: { method: f.method, route: f.route, model: f.model ?? null, stream: f.stream, contentType: req.contentType, bodyBytes: req.bodyBytes, bodyDigest: req.bodyDigest, masking: summary('request', req.hits, req.action) },
+    });
+  }
+
+  private decided(f: ExchangeFacts, decision: 'allow' | 'deny' | 'mask', ruleIds: string[], reason: string | null) {
+    return this.emitter.build('policy.decided', {
+      actor: actor(f),
+      source: source(f),
+      target: target(f),
+      outcome: { result: decision === 'deny' ? 'failure' : 'success', status: decision === 'deny' ? 403 : null, reason },
+      correlation: correlation(f),
+      payload: { policyId: this.policy.id, policyVersion: this.policy.version, decision, ruleIds, reason, approvalId: null },
+    });
+  }
+
+  private masked(f: ExchangeFacts, direction: 'request' | 'response', hits: LocatedHit[], action: MaskingAction, originalDigest: Buffer | null, maskedDigest: Buffer | null) {
+    const maskHits: MaskHit[] = hits.map((h) => ({
+      ruleId: 'builtin.pan',
+      detector: 'pan',
+      direction,
+      location: { jsonPath: h.location, contentBlockIndex: blockIndex(h.location), charOffset: h.hit.start },
+      bin: h.hit.bin,
+      last4: h.hit.last4,
+      panHmac: h.hit.fingerprint ? Buffer.from(h.hit.fingerprint, 'base64url') : null,
+      panHmacKeyId: h.hit.fingerprint ? this.panKey.kid : null,
+      action: maskAction(action),
+    }));
+    return this.emitter.build('data.masked', {
+      actor: actor(f),
+      source: source(f),
+      target: target(f),
+      outcome: { result: 'success', status: null, reason: null },
+      correlation: correlation(f),
+      payload: { subjectEventId: null, originalDigest: action === 'mask' ? null : originalDigest, maskedDigest: maskedDigest ?? sha256(''), hits: maskHits },
+    });
+  }
+}
+
+export function sha256(data: string | Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+function maskAction(a: MaskingAction): MaskHit['action'] {
+  return a === 'mask' ? 'masked' : a === 'block' ? 'blocked' : 'unknown';
+}
+
+function summary(direction: 'request' | 'response', hits: LocatedHit[], action: MaskingAction): MaskingSummary {
+  return {
+    cardDataPresent: hits.length > 0,
+    totalHits: hits.length,
+    stats: hits.length > 0 ? [{ ruleId: 'builtin.pan', direction, action: maskAction(action), hits: hits.length }] : [],
+  };
+}
+
+function blockIndex(location: string): number | null {
+  const m = /^content\[(\d+)\]/.exec(location);
+  return m ? Number(m[1]) : null;
+}
+
+function actor(f: ExchangeFacts): Actor {
+  const p = f.principal;
+  if (!p) return anonymous();
+  return { subject: p.subject, issuer: p.issuer, clientId: p.clientId ?? null, groups: p.groups, kind: p.kind, onBehalfOf: p.onBehalfOf ?? null, dev: p.dev === true };
+}
+
+function anonymous(): Actor {
+  return { subject: 'anonymous', issuer: 'none', clientId: null, groups: [], kind: 'unknown', onBehalfOf: null, dev: false };
+}
+
+function source(f: ExchangeFacts): Source {
+  return { address: f.sourceAddress, userAgent: f.userAgent };
+}
+
+function target(f: ExchangeFacts): Target {
+  return { protocol: 'http', service: 'anthropic', resource: f.path, model: f.model ?? null };
+}
+
+function correlation(f: ExchangeFacts): Correlation {
+  return { sessionId: f.sessionId, requestId: f.requestId, upstreamRequestId: f.upstreamRequestId ?? null };
+}
