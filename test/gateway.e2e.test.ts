@@ -411,6 +411,13 @@ describe('gateway: operations', () => {
     expect(await missing.json()).toMatchObject({ type: 'error', error: { type: 'not_found_error' } });
   });
 
+  it('refuses an oversized header block with 431 before any processing', async () => {
+    const before = standin.requests.length;
+    const res = await fetch(`${baseURL}/v1/messages`, { method: 'POST', headers: { 'x-api-key': tokens['agent-dev']!, 'x-padding': 'p'.repeat(40_000) }, body: '{}' });
+    expect(res.status).toBe(431);
+    expect(standin.requests.length).toBe(before);
+  });
+
   it('refuses invalid JSON with invalid_request_error', async () => {
     const res = await fetch(`${baseURL}/v1/messages`, { method: 'POST', headers: { 'x-api-key': tokens['agent-dev']!, 'content-type': 'application/json' }, body: '{"model": ' });
     expect(res.status).toBe(400);
