@@ -48,7 +48,11 @@ CREATE TABLE IF NOT EXISTS events
     INDEX idx_actor_subject actor_subject TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_on_behalf_of actor_on_behalf_of TYPE bloom_filter(0.01) GRANULARITY 1,
     -- Events arrive nearly in time order, so granules have tight time ranges.
-    INDEX idx_time time TYPE minmax GRANULARITY 1
+    INDEX idx_time time TYPE minmax GRANULARITY 1,
+
+    -- The insert-time dedup lookup ("which of these ids, in this time window, are stored?") reads
+    -- only the window, however many events a day holds: the main key is bucketed by day.
+    PROJECTION by_time (SELECT event_id, time ORDER BY time, event_id)
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(time)
@@ -58,5 +62,7 @@ ORDER BY (tenant_id, toStartOfDay(time), type, actor_subject, time, event_id)
 TTL toDateTime(time) + INTERVAL {{retention_days}} DAY
 -- Deduplication of redelivered batches by insert_deduplication_token; the log of recent block ids
 -- is kept on disk (deduplication_logs/), so it survives a restart. ttl_only_drop_parts: retention
--- drops whole parts, never rewrites evidence, and never keeps less than the TTL.
-SETTINGS non_replicated_deduplication_window = 10000, ttl_only_drop_parts = 1;
+-- drops whole parts, never rewrites evidence, and never keeps less than the TTL. fsync: an insert
+-- that returned survives a power loss too, because the writer then commits its log position.
+SETTINGS non_replicated_deduplication_window = 10000, ttl_only_drop_parts = 1,
+         fsync_after_insert = 1, fsync_part_directory = 1;

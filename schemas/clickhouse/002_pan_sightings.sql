@@ -23,10 +23,15 @@ CREATE TABLE IF NOT EXISTS pan_sightings
     request_id          String,
     ingest_time         DateTime64(6, 'UTC') DEFAULT now64(6),
 
-    INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 1
+    INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 1,
+
+    -- The insert-time dedup lookup by time window (see 001_events.sql).
+    PROJECTION by_time (SELECT event_id, time ORDER BY time, event_id)
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(time)
 ORDER BY (pan_hmac, time, event_id)
 TTL toDateTime(time) + INTERVAL {{retention_days}} DAY
-SETTINGS non_replicated_deduplication_window = 10000, ttl_only_drop_parts = 1;
+-- Same settings as events (001_events.sql).
+SETTINGS non_replicated_deduplication_window = 10000, ttl_only_drop_parts = 1,
+         fsync_after_insert = 1, fsync_part_directory = 1;
