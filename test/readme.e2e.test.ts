@@ -40,7 +40,7 @@ describe('README quick start', () => {
     const upstreamUrl = JSON.parse((await standin.waitFor(/^\{.*\}$/m))[0]).url as string;
 
     const gateway = startProcess('npm', ['start'], {
-      env: { ANTHROPIC_API_KEY: 'unused', ANTHROPIC_UPSTREAM_URL: upstreamUrl, ATTEST_PORT: '0', ATTEST_DATA_DIR: dataDir },
+      env: { ANTHROPIC_API_KEY: 'unused', ANTHROPIC_UPSTREAM_URL: upstreamUrl, ATTEST_PORT: '0', ATTEST_CONSOLE_PORT: '0', ATTEST_DATA_DIR: dataDir },
       detached: true,
     });
     procs.push(gateway);
@@ -66,6 +66,23 @@ describe('README quick start', () => {
     // The gateway's own log names the exchange and holds no card number.
     expect(gateway.stdout()).toContain('"msg":"exchange"');
     expect(gateway.stdout()).not.toMatch(/4111 ?1111 ?1111 ?1111/);
+
+    // The auditor's side, as the start banner says: a token, an evidence query, a verification.
+    const consoleUrl = (await gateway.waitFor(/export ATTEST_CONSOLE_URL=(\S+)/))[1]!;
+    const auditor = await run('npm', ['run', '-s', 'attest', '--', 'dev-token', '--config', 'examples/attest.yaml', '--group', 'auditors'], { env: { ATTEST_DATA_DIR: dataDir } });
+    const env = { ATTEST_CONSOLE_URL: consoleUrl, ATTEST_TOKEN: auditor.stdout.trim() };
+    // The evidence writer is asynchronous: wait until the exchange is queryable.
+    let access = await run('npm', ['run', '-s', 'attest', '--', 'evidence', 'query', 'pci.10.2.1.1', '--format', 'json'], { env });
+    for (let i = 0; i < 50 && !access.stdout.includes('req_attest_'); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      access = await run('npm', ['run', '-s', 'attest', '--', 'evidence', 'query', 'pci.10.2.1.1', '--format', 'json'], { env });
+    }
+    expect(access.code).toBe(0);
+    expect(access.stdout).toContain('req_attest_');
+    expect(access.stdout).not.toContain('4111111111111111');
+    const verified = await run('npm', ['run', '-s', 'attest', '--', 'verify'], { env });
+    expect(verified.stdout).toContain('Evidence intact');
+    expect(verified.code).toBe(0);
   });
 
   it('checks config files with `attest config check`, listing every problem', async () => {

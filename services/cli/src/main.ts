@@ -4,6 +4,8 @@ import { DevIssuer } from '../../common/src/identity';
 import { createLogger } from '../../common/src/logger';
 import { AttestError } from '../../common/src/errors';
 import { startGateway } from '../../gateway/src/main';
+import { evidenceQuery, keysExport, panLookup, sessionsShow, verify, type CliIO } from './evidence-commands';
+import { startPlatform } from './platform';
 
 /**
  * The `attest` command. This is the composition root: the only module that reads argv and the
@@ -13,11 +15,21 @@ import { startGateway } from '../../gateway/src/main';
 const USAGE = `attest — audit and compliance evidence for AI agents
 
 Usage:
-  attest start [--config FILE]            run the platform (the gateway) with FILE
-  attest gateway [--config FILE]          run the gateway alone
+  attest start [--config FILE]            run the whole embedded platform: gateway, durable log,
+                                          evidence writer, evidence store, auditors' console
+  attest gateway [--config FILE]          run the gateway alone (its evidence goes to the log)
   attest config check FILE                validate a config file; lists every problem, exits 1 if any
   attest dev-token --group NAME [--group NAME…] [--subject ID] [--ttl SECONDS] [--config FILE]
                                           print a token from the DEVELOPMENT issuer (must be enabled)
+
+Auditors (through the console's evidence API; --url or $ATTEST_CONSOLE_URL, --token or $ATTEST_TOKEN):
+  attest evidence query [NAME] [--from T] [--to T] [--subject S] [--session ID] [--format table|json|csv]
+                                          run a documented evidence query (no NAME: list them)
+  attest sessions show ID                 replay one session's events in order
+  attest pan-lookup                       where did this card appear? (reads the number from stdin)
+  attest verify [--from T] [--to T] [--format json]
+                                          re-verify the stored evidence; exit 0 only when intact
+  attest keys export                      print the evidence-signing public keys (JWKS)
 
 The config file is --config FILE, else $ATTEST_CONFIG.`;
 
@@ -25,8 +37,22 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'start':
+      return runServer(rest, 'platform');
     case 'gateway':
-      return runGateway(rest);
+      return runServer(rest, 'gateway');
+    case 'evidence':
+      if (rest[0] !== 'query') return usage('attest evidence query [NAME] …');
+      return evidenceQuery(rest.slice(1), cliIO());
+    case 'sessions':
+      if (rest[0] !== 'show') return usage('attest sessions show ID');
+      return sessionsShow(rest.slice(1), cliIO());
+    case 'pan-lookup':
+      return panLookup(rest, cliIO());
+    case 'verify':
+      return verify(rest, cliIO());
+    case 'keys':
+      if (rest[0] !== 'export') return usage('attest keys export');
+      return keysExport(rest.slice(1), cliIO());
     case 'config':
       return configCommand(rest);
     case 'dev-token':
@@ -49,20 +75,39 @@ function configPath(values: { config?: string | undefined }): string {
   return file;
 }
 
-async function runGateway(args: string[]): Promise<number> {
+function cliIO(): CliIO {
+  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env };
+}
+
+function usage(text: string): number {
+  process.stderr.write(`usage: ${text}\n`);
+  return 2;
+}
+
+async function runServer(args: string[], what: 'platform' | 'gateway'): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
   const loaded = loadConfigFile(configPath(values));
   const logger = createLogger({ level: loaded.config.logging.level, name: 'attest' });
-  const gw = await startGateway(loaded, logger);
+  const platform = what === 'platform' ? await startPlatform(loaded, logger, process.env) : undefined;
+  const gw = platform?.gateway ?? (await startGateway(loaded, logger));
   const dev = loaded.config.identity.devIssuer;
   const lines = [
     `Attest gateway listening on ${gw.url}`,
     `  point agents at it:  export ANTHROPIC_BASE_URL=${gw.url}`,
-    `  health:              ${gw.url}/healthz   metrics: ${gw.url}/metrics`,
+    `  health:              ${gw.url}/healthz   metrics: ${gw.url}/metrics   evidence keys (JWKS): ${gw.url}/.well-known/jwks.json`,
   ];
   if (dev.enabled) {
     const groups = Object.keys(loaded.config.groups);
     lines.push(`  dev token (DEVELOPMENT issuer is ON):  export ANTHROPIC_API_KEY=$(npm run -s attest -- dev-token --config ${loaded.file} --group ${groups[0] ?? 'NAME'})`);
+  }
+  if (platform?.consoleUrl) {
+    lines.push(
+      `Evidence console (auditors) on ${platform.consoleUrl}`,
+      `  export ATTEST_CONSOLE_URL=${platform.consoleUrl}`,
+      ...(dev.enabled ? [`  export ATTEST_TOKEN=$(npm run -s attest -- dev-token --config ${loaded.file} --group ${loaded.config.console.auditorGroups[0]})`] : []),
+      `  npm run -s attest -- evidence query          (list the evidence queries; then: evidence query NAME)`,
+      `  npm run -s attest -- verify                  (re-verify signatures and hash chains of the stored evidence)`,
+    );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
 
@@ -74,7 +119,7 @@ async function runGateway(args: string[]): Promise<number> {
     // Streams in flight get the grace period to finish; after it, remaining connections are cut.
     const timer = setTimeout(() => gw.app.server.closeAllConnections(), loaded.config.limits.shutdownGraceMs);
     timer.unref();
-    await gw.close();
+    await (platform ?? gw).close();
     clearTimeout(timer);
     logger.info('stopped');
     process.exit(0);

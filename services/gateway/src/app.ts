@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import { createHash, randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Pool, errors as undiciErrors } from 'undici';
 import type { Logger } from 'pino';
 import type { AttestConfig, MaskingAction, RouteName } from '../../common/src/config';
@@ -87,7 +87,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.limits.maxBodyBytes,
     trustProxy: config.server.trustProxy,
     return503OnClosing: true,

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { LoadedConfig } from '../../common/src/config';
-import { createTokenVerifier, DevIssuer, type IssuerOptions } from '../../common/src/identity';
+import type { AttestConfig, LoadedConfig } from '../../common/src/config';
+import { createTokenVerifier, DevIssuer, type IssuerOptions, type TokenVerifier } from '../../common/src/identity';
+import type { EventLog } from '../../common/src/log';
 import { readSecret } from '../../common/src/secrets';
 import { openEvidence } from '../../common/src/evidence/producer';
 import { buildGateway } from './app';
@@ -21,9 +22,8 @@ export interface RunningGateway {
  * Starts the gateway from a loaded config: reads the upstream credential, sets up token issuers
  * (the development issuer only when the config enables it), binds the port.
  */
-export async function startGateway(loaded: LoadedConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
-  const { config } = loaded;
-  const upstreamApiKey = readSecret(config.upstream.anthropic.apiKey, 'upstream.anthropic.apiKey', env);
+/** The token verifier a config asks for (the development issuer only when enabled). */
+export async function createVerifierFromConfig(config: AttestConfig, logger: Logger): Promise<TokenVerifier> {
   const issuers: IssuerOptions[] = config.identity.issuers.map((i) => ({
     issuer: i.issuer,
     audiences: i.audiences,
@@ -48,6 +48,22 @@ export async function startGateway(loaded: LoadedConfig, logger: Logger, env: No
   for (const status of await verifier.warm()) {
     if (!status.ok) logger.warn({ issuer: status.issuer, error: status.error }, 'token issuer not reachable at startup; will retry');
   }
+  return verifier;
+}
+
+/**
+ * Starts the gateway from a loaded config: reads the upstream credential, sets up token issuers,
+ * opens its evidence producer (on `opts.log` when the platform shares one), binds the port.
+ */
+export async function startGateway(
+  loaded: LoadedConfig,
+  logger: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+  opts: { log?: EventLog; verifier?: TokenVerifier } = {},
+): Promise<RunningGateway> {
+  const { config } = loaded;
+  const upstreamApiKey = readSecret(config.upstream.anthropic.apiKey, 'upstream.anthropic.apiKey', env);
+  const verifier = opts.verifier ?? (await createVerifierFromConfig(config, logger));
   const evidence = await openEvidence({
     dataDir: config.dataDir,
     component: 'gateway',
@@ -58,6 +74,7 @@ export async function startGateway(loaded: LoadedConfig, logger: Logger, env: No
     configFile: loaded.file,
     softwareVersion: SOFTWARE_VERSION,
     cadence: { everyEvents: config.evidence.checkpointEveryEvents, everyMs: config.evidence.checkpointEveryMs },
+    ...(opts.log ? { log: opts.log } : {}),
   });
   const policyVersion = createHash('sha256').update(loaded.text).digest('hex').slice(0, 12);
   const recorder = new GatewayRecorder(evidence.emitter, evidence.panKey, { id: loaded.file, version: policyVersion }, new URL(config.upstream.anthropic.baseUrl).host);

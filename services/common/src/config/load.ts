@@ -206,6 +206,13 @@ function crossCheck(c: AttestConfig): ConfigProblem[] {
     }
     seen.add(iss.issuer);
   });
+  if (c.store.retentionDays < 365 && !c.store.allowRetentionBelowMinimum) {
+    problems.push({
+      path: 'store.retentionDays',
+      message: `${c.store.retentionDays} days is below the 365 days PCI DSS 10.5.1 requires`,
+      fix: 'keep at least 365, or set store.allowRetentionBelowMinimum: true (the override is recorded as evidence)',
+    });
+  }
   if (Object.keys(c.groups).length === 0) {
     problems.push({
       path: 'groups',

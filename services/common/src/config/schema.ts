@@ -118,6 +118,25 @@ export const configSchema = z.strictObject({
       checkpointEveryMs: z.number().int().min(100).max(3_600_000).default(60_000),
     })
     .prefault({}),
+  store: z
+    .strictObject({
+      /** Evidence retention; PCI DSS 10.5.1 asks for 12 months, so less is refused without the override. */
+      retentionDays: z.number().int().min(1).max(36_500).default(365),
+      /** Allow retentionDays below 365; the change is then recorded as a config.changed event with override. */
+      allowRetentionBelowMinimum: z.boolean().default(false),
+    })
+    .prefault({}),
+  console: z
+    .strictObject({
+      /** The auditors' evidence API (queries, session replay, card lookup, verification). */
+      enabled: z.boolean().default(true),
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(8090),
+      /** Groups whose members may read evidence (read-only). */
+      auditorGroups: z.array(z.string().min(1)).min(1).default(['auditors']),
+      maxRows: z.number().int().min(1).max(1_000_000).default(10_000),
+    })
+    .prefault({}),
   dataDir: z.string().min(1).default('./data'),
   logging: z
     .strictObject({

@@ -1,0 +1,114 @@
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { LoadedConfig } from '../../common/src/config';
+import { openEvidence, type EvidenceRuntime } from '../../common/src/evidence/producer';
+import { FileEventLog } from '../../common/src/log';
+import { ChdbEvidenceStore } from '../../common/src/store';
+import { buildConsole } from '../../console/src/app';
+import { createVerifierFromConfig, startGateway, type RunningGateway } from '../../gateway/src/main';
+import { EvidenceWriter, evidenceWriterProducerId } from '../../processors/src/evidence-writer';
+
+/**
+ * The embedded platform in one process (`attest start`):
+ *
+ *   gateway ──▶ durable log (dataDir/log) ──▶ evidence writer ──▶ ClickHouse in-process (dataDir/store)
+ *                                                                   ▲
+ *   auditors ─────────────────────────────── console (evidence API) ┘
+ *
+ * One log and one store, shared; each component is its own evidence producer on the shared log.
+ */
+
+export interface RunningPlatform {
+  gateway: RunningGateway;
+  consoleUrl: string | undefined;
+  writer: EvidenceWriter;
+  close(): Promise<void>;
+}
+
+export async function startPlatform(loaded: LoadedConfig, logger: Logger, env: NodeJS.ProcessEnv): Promise<RunningPlatform> {
+  const { config } = loaded;
+  const cadence = { everyEvents: config.evidence.checkpointEveryEvents, everyMs: config.evidence.checkpointEveryMs };
+  const log = await FileEventLog.open({ dir: join(config.dataDir, 'log') });
+  const opened: Array<() => Promise<void>> = [async () => log.close()];
+  const closeAll = async () => {
+    for (const close of opened.reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        logger.error({ code: (err as { code?: string }).code }, 'error while stopping');
+      }
+    }
+  };
+  try {
+    const store = await ChdbEvidenceStore.open({
+      dataDir: join(config.dataDir, 'store'),
+      retention: { days: config.store.retentionDays, allowBelowMinimum: config.store.allowRetentionBelowMinimum },
+    });
+    opened.push(() => store.close());
+    const producerOf = (component: string) => ({
+      dataDir: config.dataDir,
+      component,
+      tenantId: config.evidence.tenantId,
+      logger,
+      configText: loaded.text,
+      configFile: loaded.file,
+      softwareVersion: '0.1.0',
+      cadence,
+      log,
+    });
+
+    const writerRt: EvidenceRuntime = await openEvidence({ ...producerOf('evidence-writer'), producerId: evidenceWriterProducerId() });
+    opened.push(() => writerRt.close('shutdown'));
+    const migration = await store.migrate();
+    if (migration.retention.configChange) {
+      const c = migration.retention.configChange;
+      await writerRt.emitter.emit(
+        [
+          writerRt.emitter.build('config.changed', {
+            actor: { subject: `system:${evidenceWriterProducerId()}`, issuer: 'attest', clientId: null, groups: [], kind: 'system', onBehalfOf: null, dev: false },
+            source: { address: 'local', userAgent: null },
+            target: { protocol: 'clickhouse', service: 'evidence-store', resource: 'retention', model: null },
+            outcome: { result: 'success', status: null, reason: null },
+            correlation: { sessionId: 'producer:evidence-writer', requestId: `retention:${Date.now()}`, upstreamRequestId: null },
+            payload: { ...c, oldDigest: null, newDigest: null },
+          }),
+        ],
+        'producer:evidence-writer',
+      );
+    }
+    const writer = new EvidenceWriter({ log, store, emitter: writerRt.emitter, logger, jwks: () => writerRt.keyring.jwks() });
+    await writer.start();
+    opened.push(() => writer.stop());
+
+    const verifier = await createVerifierFromConfig(config, logger);
+    const gateway = await startGateway(loaded, logger, env, { log, verifier });
+    opened.push(() => gateway.close());
+
+    let consoleUrl: string | undefined;
+    if (config.console.enabled) {
+      const consoleRt = await openEvidence({ ...producerOf('console'), producerId: `console-${hostname()}` });
+      opened.push(() => consoleRt.close('shutdown'));
+      const consoleApp = await buildConsole({
+        store,
+        verifier,
+        auditorGroups: config.console.auditorGroups,
+        emitter: consoleRt.emitter,
+        jwks: () => consoleRt.keyring.jwks(),
+        panKey: consoleRt.panKey,
+        logger,
+        cadence,
+        maxRows: config.console.maxRows,
+      });
+      opened.push(() => consoleApp.close());
+      await consoleApp.listen({ host: config.console.host, port: config.console.port });
+      const addr = consoleApp.server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : config.console.port;
+      consoleUrl = `http://${config.console.host.includes(':') ? `[${config.console.host}]` : config.console.host}:${port}`;
+    }
+    return { gateway, consoleUrl, writer, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

@@ -1,0 +1,583 @@
+/**
+ * The evidence writer: consumes the event log as consumer group `evidence-writer` and writes every
+ * event to the evidence store, checking the producers' hash chains and checkpoint signatures as it
+ * goes. A thin shell: the rules live in chain-check.ts (pure) and in the small functions below; the
+ * I/O (poll, insert, emit, commit) is at the edges of `#processBatch`.
+ *
+ *   poll ≤ maxBatchRecords / maxWaitMs ──▶ decode + SHA-256 + toStoredEvent ──▶ insertEvents(rows, token)
+ *        │                                  └─▶ chain check, checkpoint signatures ──▶ finding.opened (own producer)
+ *        └───────────── commit(positionsAfter(batch)) only after the store and the findings are durable
+ *
+ * Delivery. At least once: positions are committed only after `insertEvents` resolved (rows durable
+ * and queryable) and the batch's findings were durably appended. A crash anywhere before the commit
+ * redelivers the batch; the store drops events it already holds (by event id, and by the token
+ * `<group>:p<partition>:<first>-<last>[,…]` in the engine), so nothing is stored twice. Findings of a
+ * redelivered batch are emitted again: their `findingId` is derived from what they are about, so a
+ * repeat is recognisable (same findingId, new event).
+ *
+ * Nothing is dropped silently. An event that fails a check is still stored (it IS the evidence) and
+ * a `finding.opened` names it. A record that does not decode (or whose event cannot be a row) has no
+ * row to store: the writer emits `finding.opened` naming the partition, offset and error code, and
+ * commits past it. The record stays in the log until retention removes it (retention waits for this
+ * group's commit, so an operator has until then to copy it out); stopping the writer instead would
+ * halt all evidence ingestion on one bad record, which is the worse failure for an audit trail.
+ *
+ * Retries. A retriable store or log error (insert, finding append, commit) is retried with backoff
+ * for as long as the writer runs; positions never move past an unconfirmed batch. A non-retriable
+ * store error fails the writer (state 'failed', `stats.lastError`), leaving the batch uncommitted.
+ */
+import { hostname } from 'node:os';
+import type { JSONWebKeySet } from 'jose';
+import type { Logger } from 'pino';
+import { systemActor, type EvidenceEmitter } from '../../common/src/evidence/emitter';
+import { decodeEvent, type AnyAttestEvent, type AttestEvent, type FindingCategory, type Severity, type UnchainedEvent } from '../../common/src/events';
+import { checkpointFromParts, JwksKeys, sha256, toBase64Url, verifyCheckpoint } from '../../common/src/integrity';
+import { positionsAfter, type ConsumedRecord, type EventLog, type LogConsumer } from '../../common/src/log';
+import { toStoredEvent, type EvidenceStore, type StoredEvent } from '../../common/src/store';
+import { ChainTracker, type ChainIssue, type ChainIssueCode } from './chain-check';
+
+export const EVIDENCE_WRITER_GROUP = 'evidence-writer';
+
+/** Every finding code the writer raises (detectorId = `evidence-writer.<code>`). */
+export type WriterFindingCode =
+  | ChainIssueCode
+  /** A checkpoint whose signature does not verify, or that is not a well-formed checkpoint. */
+  | 'bad_checkpoint_signature'
+  /** A checkpoint signed with a key id that is not in the JWKS. */
+  | 'unknown_key'
+  /** A checkpoint signed outside its key's validity. */
+  | 'key_not_valid'
+  /** A log record that does not decode as an event: nothing stored for it. */
+  | 'undecodable_record'
+  /** An event that decodes but cannot be a store row (e.g. its id is not a UUID): nothing stored for it. */
+  | 'unstorable_event';
+
+export interface WriterFinding {
+  readonly code: WriterFindingCode;
+  readonly findingId: string;
+  readonly category: FindingCategory;
+  readonly severity: Severity;
+  readonly title: string;
+  readonly description: string;
+  readonly relatedEventIds: readonly string[];
+  /** `log:p<partition>@<offset>` or `producer/<id>/<epoch>#<from>-<to>`. */
+  readonly location: string;
+  readonly resource: string;
+  readonly startedAtUs: number | null;
+}
+
+export interface BatchInfo {
+  readonly records: number;
+  readonly dedupToken: string;
+  readonly positions: readonly { partition: number; nextOffset: number }[];
+}
+
+export interface BatchStats extends BatchInfo {
+  /** New rows written. */
+  readonly events: number;
+  readonly duplicates: number;
+  readonly undecodable: number;
+  readonly findings: number;
+  /** Poll returned → positions committed. */
+  readonly latencyMs: number;
+  /** max(now − appendTimeMs) over the batch, taken when the store confirmed: append → queryable. */
+  readonly appendToQueryableMaxMs: number;
+}
+
+export interface EvidenceWriterStats {
+  batches: number;
+  /** Records consumed (committed). */
+  records: number;
+  /** Rows newly written to the store. */
+  eventsWritten: number;
+  /** Events the store already held (redeliveries). */
+  duplicates: number;
+  undecodable: number;
+  checkpointsVerified: number;
+  findingsEmitted: number;
+  /** Findings that could not be encoded or appended for a non-retriable reason (logged). */
+  findingsFailed: number;
+  retries: number;
+  /** Events held by the chain check, waiting for an earlier sequence from a lagging partition. */
+  chainPending: number;
+  /** log end − committed, summed over partitions whose committed position is known (see lagByPartition). */
+  lag: number;
+  /** Per partition; null until the writer has learnt the group's position in it. */
+  lagByPartition: (number | null)[];
+  lastBatch: BatchStats | null;
+  state: 'new' | 'running' | 'stopping' | 'stopped' | 'failed';
+  lastError: unknown;
+}
+
+export interface EvidenceWriterOptions {
+  readonly log: EventLog;
+  /** Migrated by the caller (migrate() and its retention config.changed belong to the app). */
+  readonly store: EvidenceStore;
+  /** The writer's own producer (e.g. `evidence-writer-<host>`): findings are emitted through it. */
+  readonly emitter: EvidenceEmitter;
+  readonly logger: Logger;
+  /** Default `evidence-writer`. */
+  readonly group?: string;
+  /** Default 5 000. */
+  readonly maxBatchRecords?: number;
+  /** Default 100 ms. */
+  readonly maxWaitMs?: number;
+  /** The keyring's published keys; when given, every checkpoint's signature is verified. */
+  readonly jwks?: () => JSONWebKeySet | Promise<JSONWebKeySet>;
+  /** How long a sequence hole may wait for a lagging partition (chain-check.ts). Default 2 000 ms. */
+  readonly reorderWindowMs?: number;
+  /** A hole is declared after this long even under sustained load. Default 30 000 ms. */
+  readonly maxHoldMs?: number;
+  /** Backoff for retriable errors. Default 50 ms doubling to 5 000 ms. */
+  readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** Wall clock, ms. Default Date.now. */
+  readonly now?: () => number;
+  /** Called once per batch after its commit (benchmarks, metrics export). */
+  readonly onBatch?: (b: BatchStats) => void;
+  /** Test seam: runs after the store confirmed a batch and before its commit. */
+  readonly beforeCommit?: (b: BatchInfo) => void | Promise<void>;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export class EvidenceWriter {
+  readonly stats: EvidenceWriterStats;
+  readonly group: string;
+  readonly #o: EvidenceWriterOptions;
+  readonly #now: () => number;
+  readonly #maxBatch: number;
+  readonly #maxWait: number;
+  readonly #tracker: ChainTracker;
+  #consumer: LogConsumer | undefined;
+  #loop: Promise<void> | undefined;
+  #stopping = false;
+  #aborted = false;
+  #polling = false;
+  #consumerClosed = false;
+  #jwksKeys: JwksKeys | undefined;
+  /** Group position per partition (next offset), once known. */
+  readonly #position: (number | null)[];
+  #end: number[];
+  #idleWaiters: { since: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  #wake: (() => void) | undefined;
+
+  constructor(opts: EvidenceWriterOptions) {
+    this.#o = opts;
+    this.group = opts.group ?? EVIDENCE_WRITER_GROUP;
+    this.#now = opts.now ?? Date.now;
+    this.#maxBatch = opts.maxBatchRecords ?? 5_000;
+    this.#maxWait = opts.maxWaitMs ?? 100;
+    const startedMs = this.#now();
+    const reorderWindowMs = opts.reorderWindowMs ?? 2_000;
+    this.#tracker = new ChainTracker({
+      reorderWindowMs,
+      ...(opts.maxHoldMs === undefined ? {} : { maxHoldMs: opts.maxHoldMs }),
+      reportGapsAfterAppendMs: startedMs + reorderWindowMs,
+    });
+    this.#position = new Array<number | null>(opts.log.partitionCount).fill(null);
+    this.#end = new Array<number>(opts.log.partitionCount).fill(0);
+    this.stats = {
+      batches: 0,
+      records: 0,
+      eventsWritten: 0,
+      duplicates: 0,
+      undecodable: 0,
+      checkpointsVerified: 0,
+      findingsEmitted: 0,
+      findingsFailed: 0,
+      retries: 0,
+      chainPending: 0,
+      lag: 0,
+      lagByPartition: [...this.#position],
+      lastBatch: null,
+      state: 'new',
+      lastError: undefined,
+    };
+  }
+
+  /** Joins the consumer group and starts consuming in the background. */
+  async start(): Promise<void> {
+    if (this.stats.state !== 'new') throw new Error(`evidence writer already ${this.stats.state}`);
+    this.#consumer = await this.#o.log.consumer(this.group, { startFrom: 'earliest' });
+    this.stats.state = 'running';
+    this.#loop = this.#run().then(
+      () => {
+        if (this.stats.state !== 'failed') this.stats.state = 'stopped';
+      },
+      (err: unknown) => {
+        this.stats.state = 'failed';
+        this.stats.lastError = err;
+        this.#o.logger.error({ err, code: (err as { code?: string }).code }, 'evidence writer failed; its current batch is not committed');
+      },
+    ).finally(() => {
+      for (const w of this.#idleWaiters.splice(0)) w.reject(this.stats.lastError ?? new Error('evidence writer stopped'));
+      return this.#closeConsumer();
+    });
+  }
+
+  /** Finishes the batch in hand (store, findings, commit), then leaves the group. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.#loop === undefined) return;
+    if (this.stats.state === 'running') this.stats.state = 'stopping';
+    this.#stopping = true;
+    this.#wake?.();
+    // Nothing is in hand while a poll waits: closing the consumer ends the wait (poll resolves []).
+    if (this.#polling) await this.#closeConsumer();
+    await this.#loop;
+  }
+
+  /**
+   * Stops at once without committing the batch in hand, as a crash would (it is redelivered to the
+   * group's next consumer). For tests and for fatal errors in the host.
+   */
+  async abort(): Promise<void> {
+    this.#aborted = true;
+    this.#stopping = true;
+    this.#wake?.();
+    await this.#closeConsumer();
+    await this.#loop;
+  }
+
+  /** Resolves once the writer has consumed, stored and committed everything durable in the log when called. */
+  idle(): Promise<void> {
+    if (this.stats.state === 'failed') return Promise.reject(this.stats.lastError);
+    return new Promise((resolve, reject) => this.#idleWaiters.push({ since: this.#now(), resolve, reject }));
+  }
+
+  async #closeConsumer(): Promise<void> {
+    if (this.#consumerClosed || this.#consumer === undefined) return;
+    this.#consumerClosed = true;
+    await this.#consumer.close();
+  }
+
+  async #run(): Promise<void> {
+    const consumer = this.#consumer;
+    if (consumer === undefined) return;
+    while (!this.#stopping) {
+      const endBefore = await this.#o.log.endOffsets();
+      const pollStart = this.#now();
+      this.#polling = true;
+      let records: ConsumedRecord[];
+      try {
+        records = await consumer.poll(this.#maxBatch, this.#maxWait);
+      } finally {
+        this.#polling = false;
+      }
+      if (this.#consumerClosed) break;
+      if (records.length === 0) {
+        // Everything durable when the poll started has been delivered and committed.
+        endBefore.forEach((e, p) => {
+          this.#position[p] = Math.max(this.#position[p] ?? 0, e);
+        });
+        this.#updateLag(endBefore);
+        const issues = this.#tracker.settle(this.#now(), pollStart);
+        const findings = issues.map((i) => chainFinding(i));
+        if (findings.length > 0) {
+          await this.#emitFindings(findings);
+          continue; // the findings are new records: not idle yet
+        }
+        for (const w of this.#idleWaiters.filter((x) => x.since <= pollStart)) {
+          this.#idleWaiters.splice(this.#idleWaiters.indexOf(w), 1);
+          w.resolve();
+        }
+        continue;
+      }
+      await this.#processBatch(consumer, records);
+    }
+  }
+
+  async #processBatch(consumer: LogConsumer, records: ConsumedRecord[]): Promise<void> {
+    const t0 = this.#now();
+    const rows: StoredEvent[] = [];
+    const findings: WriterFinding[] = [];
+    const checkpoints: { event: AnyAttestEvent; record: ConsumedRecord }[] = [];
+    let undecodable = 0;
+    for (const r of records) {
+      let event: AnyAttestEvent;
+      try {
+        event = decodeEvent(r.value).event as AnyAttestEvent;
+      } catch (err) {
+        undecodable++;
+        findings.push(recordFinding('undecodable_record', r, err));
+        continue;
+      }
+      const m = event.metadata;
+      const hash = sha256(r.value);
+      let row: StoredEvent;
+      try {
+        if (!UUID.test(m.eventId)) throw Object.assign(new Error(`event id ${JSON.stringify(m.eventId.slice(0, 64))} is not a UUID`), { code: 'store_row_invalid' });
+        row = toStoredEvent(event as unknown as AttestEvent, r.value, hash);
+      } catch (err) {
+        undecodable++;
+        findings.push(recordFinding('unstorable_event', r, err, m.eventId));
+        continue;
+      }
+      rows.push(row);
+      if (m.type === 'integrity.checkpoint') {
+        if (this.#o.jwks !== undefined) checkpoints.push({ event, record: r });
+        continue;
+      }
+      const issues = this.#tracker.observe(
+        {
+          producer: m.producer,
+          epoch: m.producerEpoch ?? '',
+          sequence: m.sequence,
+          prevHash: m.prevHash,
+          hash,
+          eventId: m.eventId,
+          timeUs: m.timeUs,
+          appendTimeMs: r.appendTimeMs,
+        },
+        t0,
+      );
+      for (const i of issues) findings.push(chainFinding(i));
+    }
+
+    const token = dedupToken(this.group, records);
+    let report = { events: 0, duplicates: 0 };
+    if (rows.length > 0) report = await this.#retrying('insert', () => this.#o.store.insertEvents(rows, token));
+    const queryableAt = this.#now();
+    let appendToQueryableMaxMs = 0;
+    for (const r of records) appendToQueryableMaxMs = Math.max(appendToQueryableMaxMs, queryableAt - r.appendTimeMs);
+
+    for (const c of checkpoints) {
+      const f = await this.#verifyCheckpoint(c.event, c.record);
+      if (f !== undefined) findings.push(f);
+    }
+    for (const i of this.#tracker.settle(this.#now(), undefined)) findings.push(chainFinding(i));
+    if (findings.length > 0) await this.#emitFindings(findings);
+
+    const positions = positionsAfter(records);
+    const info: BatchInfo = { records: records.length, dedupToken: token, positions };
+    await this.#o.beforeCommit?.(info);
+    if (this.#aborted || this.#consumerClosed) return;
+    await this.#retrying('commit', () => consumer.commit(positions));
+    for (const p of positions) this.#position[p.partition] = p.nextOffset;
+    this.#updateLag(await this.#o.log.endOffsets());
+
+    const stats: BatchStats = {
+      ...info,
+      events: report.events - report.duplicates,
+      duplicates: report.duplicates,
+      undecodable,
+      findings: findings.length,
+      latencyMs: this.#now() - t0,
+      appendToQueryableMaxMs,
+    };
+    const s = this.stats;
+    s.batches++;
+    s.records += records.length;
+    s.eventsWritten += stats.events;
+    s.duplicates += stats.duplicates;
+    s.undecodable += undecodable;
+    s.checkpointsVerified += checkpoints.length;
+    s.chainPending = this.#tracker.pendingCount;
+    s.lastBatch = stats;
+    this.#o.onBatch?.(stats);
+  }
+
+  async #verifyCheckpoint(event: AnyAttestEvent, r: ConsumedRecord): Promise<WriterFinding | undefined> {
+    if (event.metadata.type !== 'integrity.checkpoint') return undefined;
+    const p = (event as AnyAttestEvent & { metadata: { type: 'integrity.checkpoint' } }).payload as {
+      producer: string; epoch: string; firstSequence: number; lastSequence: number; count: number; fromTimeUs: number; toTimeUs: number;
+      lastHash: Uint8Array; merkleRoot: Uint8Array; prevCheckpointHash: Uint8Array; closed: boolean; keyId: string; signature: Uint8Array;
+    };
+    let status: 'ok' | 'malformed' | 'unknown_key' | 'bad_signature' | 'key_not_valid';
+    let detail = '';
+    try {
+      const cp = checkpointFromParts(
+        {
+          producer: p.producer, epoch: p.epoch, firstSequence: p.firstSequence, lastSequence: p.lastSequence, count: p.count,
+          fromTimeUs: p.fromTimeUs, toTimeUs: p.toTimeUs, lastHash: p.lastHash, merkleRoot: p.merkleRoot,
+          prevCheckpointHash: p.prevCheckpointHash, closed: p.closed, keyId: p.keyId,
+        },
+        p.signature,
+      );
+      let v = await verifyCheckpoint(cp, await this.#keys(false));
+      // A key rotated since the JWKS was read: read it again once.
+      if (v.status === 'unknown_key') v = await verifyCheckpoint(cp, await this.#keys(true));
+      status = v.status;
+      if (v.status !== 'ok') detail = v.detail;
+    } catch (err) {
+      status = 'malformed';
+      detail = err instanceof Error ? err.message : String(err);
+    }
+    if (status === 'ok') return undefined;
+    const code: WriterFindingCode = status === 'unknown_key' ? 'unknown_key' : status === 'key_not_valid' ? 'key_not_valid' : 'bad_checkpoint_signature';
+    const range = `${p.firstSequence}-${p.lastSequence}`;
+    return {
+      code,
+      findingId: findingIdOf(code, p.producer, p.epoch, range, event.metadata.eventId),
+      category: 'integrity',
+      severity: 'critical',
+      title: `Checkpoint of ${p.producer} does not verify (${code})`,
+      description: `checkpoint of producer ${p.producer} epoch ${p.epoch} over sequences ${range}, key ${p.keyId}, at log:p${r.partition}@${r.offset}: ${detail}`,
+      relatedEventIds: [event.metadata.eventId],
+      location: `producer/${p.producer}/${p.epoch}#${range}`,
+      resource: `producer/${p.producer}`,
+      startedAtUs: event.metadata.timeUs,
+    };
+  }
+
+  async #keys(refresh: boolean): Promise<JwksKeys> {
+    if (this.#jwksKeys === undefined || refresh) {
+      const jwks = this.#o.jwks;
+      this.#jwksKeys = new JwksKeys(jwks === undefined ? { keys: [] } : await jwks());
+    }
+    return this.#jwksKeys;
+  }
+
+  async #emitFindings(findings: readonly WriterFinding[]): Promise<void> {
+    const emitter = this.#o.emitter;
+    const producer = emitter.producer.id;
+    const events: UnchainedEvent<'finding.opened'>[] = [];
+    for (const f of findings) {
+      try {
+        events.push(buildFinding(emitter, f));
+      } catch (err) {
+        this.stats.findingsFailed++;
+        this.#o.logger.error({ err, finding: f.findingId, code: f.code }, 'finding could not be built');
+      }
+    }
+    for (const f of findings) this.#o.logger.warn({ finding: f.findingId, code: f.code, location: f.location }, f.title);
+    if (events.length === 0) return;
+    try {
+      await this.#retrying('finding', () => emitter.emit(events, `producer:${producer}`));
+      this.stats.findingsEmitted += events.length;
+    } catch (err) {
+      if ((err as { retriable?: boolean }).retriable === true) throw err;
+      // An encoding refusal (e.g. event_invalid) is permanent: retrying would wedge ingestion.
+      this.stats.findingsFailed += events.length;
+      this.#o.logger.error({ err, code: (err as { code?: string }).code }, 'findings could not be emitted');
+    }
+  }
+
+  /** Retries retriable errors with backoff while the writer runs; anything else propagates. */
+  async #retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    let delay = this.#o.retry?.initialMs ?? 50;
+    const max = this.#o.retry?.maxMs ?? 5_000;
+    for (;;) {
+      try {
+        return await fn();
+      } catch (err) {
+        if ((err as { retriable?: boolean }).retriable !== true || this.#aborted) throw err;
+        this.stats.retries++;
+        this.stats.lastError = err;
+        this.#o.logger.warn({ code: (err as { code?: string }).code, what, delayMs: delay }, 'evidence writer: retriable failure, retrying');
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            this.#wake = undefined;
+            resolve();
+          }, delay);
+          this.#wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        if (this.#aborted) throw err;
+        delay = Math.min(max, delay * 2);
+      }
+    }
+  }
+
+  #updateLag(end: readonly number[]): void {
+    this.#end = [...end];
+    let lag = 0;
+    const by = this.#end.map((e, p) => {
+      const pos = this.#position[p];
+      if (pos === null || pos === undefined) return null;
+      const l = Math.max(0, e - pos);
+      lag += l;
+      return l;
+    });
+    this.stats.lag = lag;
+    this.stats.lagByPartition = by;
+    this.stats.chainPending = this.#tracker.pendingCount;
+  }
+}
+
+/** `<group>:p<partition>:<first>-<last>` per partition in the batch: the batch's place in the log. */
+export function dedupToken(group: string, records: readonly ConsumedRecord[]): string {
+  const span = new Map<number, [number, number]>();
+  for (const r of records) {
+    const s = span.get(r.partition);
+    if (s === undefined) span.set(r.partition, [r.offset, r.offset]);
+    else {
+      if (r.offset < s[0]) s[0] = r.offset;
+      if (r.offset > s[1]) s[1] = r.offset;
+    }
+  }
+  return `${group}:${[...span].sort((a, b) => a[0] - b[0]).map(([p, [a, b]]) => `p${p}:${a}-${b}`).join(',')}`;
+}
+
+/** Stable id for what a finding is about: a repeat (redelivery) gets the same id. Letters-rich base64url. */
+export function findingIdOf(...parts: readonly (string | number)[]): string {
+  return `fnd_${toBase64Url(sha256(new TextEncoder().encode(parts.join('\u0000')))).slice(0, 22)}`;
+}
+
+const TITLES: Record<ChainIssueCode, string> = {
+  chain_link_mismatch: 'Hash chain broken: an event does not link to its predecessor',
+  chain_gap: 'Hash chain gap: events missing from a producer',
+  chain_fork: 'Hash chain fork: two events claim one sequence',
+  chain_late_event: 'Event arrived after its sequence was reported missing',
+};
+
+export function chainFinding(i: ChainIssue): WriterFinding {
+  const range = `${i.sequences.from}-${i.sequences.to}`;
+  return {
+    code: i.code,
+    findingId: findingIdOf(i.code, i.producer, i.epoch, range, ...i.eventIds),
+    category: 'integrity',
+    severity: i.code === 'chain_late_event' ? 'medium' : 'high',
+    title: TITLES[i.code],
+    description: i.detail,
+    relatedEventIds: i.eventIds,
+    location: `producer/${i.producer}/${i.epoch}#${range}`,
+    resource: `producer/${i.producer}`,
+    startedAtUs: i.timeUs,
+  };
+}
+
+export function recordFinding(code: 'undecodable_record' | 'unstorable_event', r: ConsumedRecord, err: unknown, eventId?: string): WriterFinding {
+  const errCode = typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : 'unknown_error';
+  const where = `log:p${r.partition}@${r.offset}`;
+  return {
+    code,
+    findingId: findingIdOf(code, r.partition, r.offset, sha256(r.value).join(',')),
+    category: 'logging_failure',
+    severity: 'high',
+    title: code === 'undecodable_record' ? 'Log record is not a readable event: not stored' : 'Event cannot be stored',
+    description: `${where} (${r.value.length} bytes, appended at ${new Date(r.appendTimeMs).toISOString()}): ${errCode}; the record is kept in the log, nothing was stored for it`,
+    relatedEventIds: eventId !== undefined && UUID.test(eventId) ? [eventId] : [],
+    location: where,
+    resource: `log/partition/${r.partition}`,
+    startedAtUs: r.appendTimeMs * 1000,
+  };
+}
+
+function buildFinding(emitter: EvidenceEmitter, f: WriterFinding): UnchainedEvent<'finding.opened'> {
+  const producer = emitter.producer.id;
+  return emitter.build('finding.opened', {
+    actor: systemActor(producer),
+    source: { address: 'local', userAgent: null },
+    target: { protocol: 'internal', service: 'attest', resource: f.resource, model: null },
+    outcome: { result: 'success', status: null, reason: null },
+    correlation: { sessionId: `producer:${producer}`, requestId: `finding:${f.findingId}`, upstreamRequestId: null },
+    payload: {
+      findingId: f.findingId,
+      category: f.category,
+      severity: f.severity,
+      title: f.title,
+      description: f.description,
+      detectorId: `evidence-writer.${f.code}`,
+      relatedEventIds: [...f.relatedEventIds],
+      location: f.location,
+      startedAtUs: f.startedAtUs,
+    },
+  });
+}
+
+/** The writer's producer id on this host. */
+export function evidenceWriterProducerId(host: string = hostname()): string {
+  return `evidence-writer-${host}`;
+}
