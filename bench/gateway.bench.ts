@@ -701,7 +701,21 @@ interface PathDef {
   failed?: string;
 }
 
-function attestYaml(upstream: string, level: string): string {
+/** Each gateway process holds its own event log, so each gets its own data directory. */
+function attestDataDir(name: string): string {
+  return path.join(TMP, `data-${name}`);
+}
+
+/** Shares the development issuer key of `from` (where dev-token minted the token) with `name`. */
+function shareDevKey(from: string, name: string): void {
+  const dst = attestDataDir(name);
+  fs.mkdirSync(dst, { recursive: true });
+  const key = path.join(dst, 'dev-issuer.jwk.json');
+  fs.copyFileSync(path.join(attestDataDir(from), 'dev-issuer.jwk.json'), key);
+  fs.chmodSync(key, 0o600);
+}
+
+function attestYaml(upstream: string, level: string, name: string): string {
   return [
     '# Attest gateway config for bench/gateway.bench.ts',
     'server:',
@@ -727,7 +741,7 @@ function attestYaml(upstream: string, level: string): string {
     '    models: ["claude-*"]',
     '    maxTokens: 8192',
     '    streaming: true',
-    `dataDir: ${path.join(TMP, 'data')}`,
+    `dataDir: ${attestDataDir(name)}`,
     'logging:',
     `  level: ${level}`,
     '',
@@ -816,10 +830,11 @@ async function main(): Promise<void> {
   const cfgWarn = path.join(TMP, 'attest-warn.yaml');
   const cfgInfo = path.join(TMP, 'attest-info.yaml');
   const cfgSse = path.join(TMP, 'attest-sse.yaml');
-  fs.writeFileSync(cfgWarn, attestYaml(sJson.url, 'warn'));
-  fs.writeFileSync(cfgInfo, attestYaml(sJson.url, 'info'));
-  fs.writeFileSync(cfgSse, attestYaml(sSse.url, 'warn'));
+  fs.writeFileSync(cfgWarn, attestYaml(sJson.url, 'warn', 'warn'));
+  fs.writeFileSync(cfgInfo, attestYaml(sJson.url, 'info', 'info'));
+  fs.writeFileSync(cfgSse, attestYaml(sSse.url, 'warn', 'sse'));
   const tokenOut = await runToEnd('dev-token', process.execPath, ['bin/attest.mjs', 'dev-token', '--config', cfgWarn, '--group', 'bench'], 60_000, true);
+  for (const name of ['info', 'sse', 'prof', 'prof-sse']) shareDevKey('warn', name);
   const token = tokenOut.trim().split('\n').pop()!.trim();
   if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(token)) throw new Error(`dev-token printed no JWT: ${tokenOut.slice(0, 200)}`);
 
@@ -1084,8 +1099,8 @@ async function main(): Promise<void> {
       ]);
       const cfgProf = path.join(TMP, 'attest-profile.yaml');
       const cfgProfSse = path.join(TMP, 'attest-profile-sse.yaml');
-      fs.writeFileSync(cfgProf, attestYaml(upJson.url, 'warn'));
-      fs.writeFileSync(cfgProfSse, attestYaml(upSse.url, 'warn'));
+      fs.writeFileSync(cfgProf, attestYaml(upJson.url, 'warn', 'prof'));
+      fs.writeFileSync(cfgProfSse, attestYaml(upSse.url, 'warn', 'prof-sse'));
       for (const [label, b, name, cfg, c, unit] of [
         ['non-streaming, c=16, no card number', body, 'attest-c16-nocard', cfgProf, 16, 'request'],
         ['non-streaming, c=16, card number in the body', cardBody, 'attest-c16-card', cfgProf, 16, 'request'],
