@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { AUTH_REASON_CODE } from '../../common/src/evidence/auth-reason';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
@@ -342,7 +343,7 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
     const e = emitter.build('auth.failed', {
       ...common(request),
       outcome: { result: 'failure', status: 401, reason },
-      payload: { method: 'oidc_jwt', reasonCode: AUTH_REASON[reason], claimsVerified: false, amr: [], acr: null, tokenId: null },
+      payload: { method: 'oidc_jwt', reasonCode: AUTH_REASON_CODE[reason], claimsVerified: false, amr: [], acr: null, tokenId: null },
     });
     await emitter.emit([e], sessionOf(request));
   };
@@ -580,18 +581,4 @@ function bearerToken(request: FastifyRequest): string | undefined {
   return m ? m[1]!.trim() : auth;
 }
 
-/** The verifier's reasons in the event schema's vocabulary (as the gateway records them). */
-const AUTH_REASON = {
-  token_missing: 'missing_credentials',
-  token_too_large: 'malformed_credentials',
-  token_malformed: 'malformed_credentials',
-  alg_not_allowed: 'malformed_credentials',
-  unknown_issuer: 'unknown_issuer',
-  unknown_kid: 'bad_signature',
-  bad_signature: 'bad_signature',
-  token_expired: 'expired',
-  token_not_yet_valid: 'not_yet_valid',
-  wrong_audience: 'wrong_audience',
-  missing_claim: 'malformed_credentials',
-  issuer_unavailable: 'unknown',
-} as const satisfies Record<AuthFailureReason, string>;
+

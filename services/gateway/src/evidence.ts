@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import { AUTH_REASON_CODE } from '../../common/src/evidence/auth-reason';
 import type { AuthFailureReason, Principal } from '../../common/src/identity';
 import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
-import type { Actor, AuthFailedPayload, Correlation, EventType, MaskHit, MaskingSummary, Source, Target, UnchainedEvent } from '../../common/src/events';
+import type { Actor, Correlation, EventType, MaskHit, MaskingSummary, Source, Target, UnchainedEvent } from '../../common/src/events';
 import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
 import type { MaskingAction } from '../../common/src/config';
 import type { LocatedHit } from './mask-json';
@@ -49,21 +50,7 @@ export interface ResponseFacts {
 
 const MAX_CONTENT_CHARS = 256 * 1024;
 
-/** The verifier's precise reasons, in the event schema's coarser vocabulary (the precise one is in outcome.reason). */
-const AUTH_REASON: Record<AuthFailureReason, AuthFailedPayload['reasonCode']> = {
-  token_missing: 'missing_credentials',
-  token_too_large: 'malformed_credentials',
-  token_malformed: 'malformed_credentials',
-  alg_not_allowed: 'malformed_credentials',
-  unknown_issuer: 'unknown_issuer',
-  unknown_kid: 'bad_signature',
-  bad_signature: 'bad_signature',
-  token_expired: 'expired',
-  token_not_yet_valid: 'not_yet_valid',
-  wrong_audience: 'wrong_audience',
-  missing_claim: 'malformed_credentials',
-  issuer_unavailable: 'unknown',
-};
+
 
 export class GatewayRecorder {
   constructor(
@@ -85,7 +72,7 @@ export class GatewayRecorder {
       target: target(f),
       outcome: { result: 'failure', status: 401, reason },
       correlation: correlation(f),
-      payload: { method: 'oidc_jwt', reasonCode: AUTH_REASON[reason], claimsVerified: false, amr: [], acr: null, tokenId: null },
+      payload: { method: 'oidc_jwt', reasonCode: AUTH_REASON_CODE[reason], claimsVerified: false, amr: [], acr: null, tokenId: null },
     });
     await this.emitter.emit([e], f.sessionId);
   }
