@@ -27,6 +27,9 @@ describe('README quick start', () => {
       'node examples/quickstart.mjs',
       'npm run standin',
       'ANTHROPIC_UPSTREAM_URL=http://127.0.0.1:8081 ANTHROPIC_API_KEY=unused npm start',
+      'export ATTEST_TOKEN=$(npm run -s attest -- dev-token --config examples/attest.yaml --group auditors)',
+      'npm run -s attest -- evidence query pci.10.2.1.1',
+      'npm run -s attest -- verify',
     ]) {
       expect(readme).toContain(line);
     }
