@@ -37,7 +37,11 @@ export interface GenerateOptions {
   /** Number of events to generate (exactly). */
   readonly count: number;
   readonly seed?: number;
-  /** Time of the first event, µs since the epoch. Default 2026-01-01T00:00:00Z. */
+  /**
+   * Time of the first event, µs since the epoch. Default: midnight UTC two days ago. Relative to
+   * now on purpose: the store's TTL counts from the wall clock, and events from a fixed date would
+   * one day be older than the retention and vanish in a merge.
+   */
   readonly startUs?: number;
   /** Events are spread evenly over this span. Default one hour. */
   readonly spanUs?: number;
@@ -61,8 +65,11 @@ export interface GeneratedEvent {
 
 export const PAN_HMAC_KEY_ID = 'pan-hmac-test-1';
 const DEFAULT_HMAC_KEY = 'attest-store-test-hmac-key';
-/** 2026-01-01T00:00:00Z in µs. */
-export const DEFAULT_START_US = 1_767_225_600_000_000;
+/** Midnight UTC two days ago, in µs. */
+export function defaultStartUs(): number {
+  const dayMs = 86_400_000;
+  return (Math.floor(Date.now() / dayMs) - 2) * dayMs * 1000;
+}
 const IDP = 'https://idp.example.com';
 
 /** The fingerprint the generator gives card number `index` of its pool: what an investigator looks up. */
@@ -153,7 +160,7 @@ const PROSE = [
 export function* generateEvents(opts: GenerateOptions): Generator<GeneratedEvent> {
   const rand = prng(opts.seed ?? 1);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
-  const startUs = opts.startUs ?? DEFAULT_START_US;
+  const startUs = opts.startUs ?? defaultStartUs();
   const stepUs = Math.max(1, Math.floor((opts.spanUs ?? 3_600_000_000) / Math.max(1, opts.count)));
   const tenants = opts.tenants ?? ['acme', 'globex'];
   const cardRate = opts.cardRate ?? 0.1;
