@@ -33,6 +33,7 @@ identity: { devIssuer: { enabled: true } }
 groups:
   developers: { models: ["claude-*"] }
   analysts: { models: ["claude-haiku-*"], masking: { request: block } }
+  lenient: { models: ["claude-*"], masking: { request: allow, response: allow } }
 `,
     'evidence.yaml',
   );
@@ -150,6 +151,17 @@ describe('evidence of every exchange', () => {
     const blocked = events.filter((e) => e.metadata.type === 'gateway.request.blocked' && e.actor.subject === 'analyst-1');
     expect(blocked.map((e) => (e.payload as { ruleId: string; stage: string }).ruleId)).toEqual(['builtin.pan', 'policy.models']);
     expect(blocked.map((e) => e.outcome.status)).toEqual([403, 403]);
+  });
+
+  it('records card data a lenient group may send as allowed, without keeping the number in the evidence', async () => {
+    const lenient = new Anthropic({ baseURL, apiKey: await token(['lenient'], 'lenient-1'), maxRetries: 0 });
+    const msg = await lenient.messages.create({ model: 'claude-sonnet-5-5', max_tokens: 10, messages: [{ role: 'user', content: `raw ${VISA}` }] });
+    expect(msg.content[0]).toMatchObject({ text: `raw ${VISA}` });
+    const events = (await verifyEncodedEvents(await readAllEvents(), evidence.keyring.jwks(), { cadence: CADENCE })).decoded.filter((e) => e.actor.subject === 'lenient-1');
+    const masked = events.filter((e) => e.metadata.type === 'data.masked') as Array<AnyAttestEvent & { payload: { hits: Array<{ action: string; direction: string }> } }>;
+    expect(masked.map((e) => e.payload.hits.map((h) => `${h.direction}:${h.action}`))).toEqual([['request:allowed'], ['response:allowed']]);
+    const completed = events.find((e) => e.metadata.type === 'gateway.response.completed') as AnyAttestEvent & { payload: { content: string | null } };
+    expect(completed.payload.content).toBeNull();
   });
 
   it('leaves no card number in any file of the data directory', async () => {

@@ -200,7 +200,7 @@ export function sha256(data: string | Uint8Array): Buffer {
 }
 
 function maskAction(a: MaskingAction): MaskHit['action'] {
-  return a === 'mask' ? 'masked' : a === 'block' ? 'blocked' : 'unknown';
+  return a === 'mask' ? 'masked' : a === 'block' ? 'blocked' : 'allowed';
 }
 
 function summary(direction: 'request' | 'response', hits: LocatedHit[], action: MaskingAction): MaskingSummary {

@@ -330,11 +330,12 @@ export const DIRECTION_SYMBOLS = ['request', 'response'] as const;
 export type Direction = (typeof DIRECTION_SYMBOLS)[number];
 
 /** Symbols of {@link MaskAction}, in schema order. */
-export const MASK_ACTION_SYMBOLS = ['masked', 'dropped', 'blocked', 'tokenized', 'unknown'] as const;
+export const MASK_ACTION_SYMBOLS = ['masked', 'dropped', 'blocked', 'tokenized', 'allowed', 'unknown'] as const;
 /**
  * masked: replaced by BIN + last four at most (PCI DSS 3.4.1); dropped: removed entirely (sensitive
  * authentication data, 3.3.1); blocked: the whole message was refused; tokenized: replaced by a
- * keyed token.
+ * keyed token; allowed: detected and let through unchanged because the policy allows it (still
+ * recorded).
  */
 export type MaskAction = (typeof MASK_ACTION_SYMBOLS)[number];
 
