@@ -2,6 +2,7 @@
  * The embedded event log: append-only segment files on local disk, group commit with fdatasync,
  * partitions by key hash, durable consumer-group offsets and safe retention. See docs/event-log.md.
  */
+import { Waiters } from './waiters';
 import { mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { closedError, LogError } from './errors';
@@ -137,7 +138,7 @@ export class FileEventLog implements EventLog {
   private readonly idleWaiters: Array<() => void> = [];
   /** Bumped after every durable cycle; pollers compare it to avoid missing a wakeup. */
   private version = 0;
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Waiters();
   private readonly committed = new Map<string, number[]>();
   private readonly consumers = new Map<string, FileConsumer>();
   private readonly commitChains = new Map<string, Promise<unknown>>();
@@ -333,19 +334,11 @@ export class FileEventLog implements EventLog {
 
   waitForDurable(sinceVersion: number, ms: number): Promise<void> {
     if (this.version !== sinceVersion || this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.waiters.add(done);
-    });
+    return this.waiters.wait(ms);
   }
 
   wakeAll(): void {
-    for (const w of [...this.waiters]) w();
+    this.waiters.wakeAll();
   }
 
   commitGroup(group: string, positions: readonly ConsumerPosition[] | undefined, delivered: readonly number[]): Promise<number[]> {

@@ -4,6 +4,7 @@
  * suite. "Durable" means: in a MemoryLogStorage, which outlives a closed MemoryEventLog, so a test can
  * close and reopen to play a restart.
  */
+import { Waiters } from './waiters';
 import { closedError, LogError } from './errors';
 import type { AppendResult, ConsumedRecord, ConsumerOptions, ConsumerPosition, EventLog, LogConsumer, LogRecord } from './port';
 import { checkGroupName, checkPollArgs, DEFAULT_MAX_RECORD_BYTES, measureRecords, nextCommitted, partitionForKey } from './record';
@@ -56,7 +57,7 @@ export class MemoryEventLog implements EventLog {
   private failure: LogError | undefined;
   private closed = false;
   private version = 0;
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Waiters();
   private readonly consumers = new Map<string, MemoryConsumer>();
 
   constructor(opts: MemoryLogOptions = {}) {
@@ -168,19 +169,11 @@ export class MemoryEventLog implements EventLog {
 
   waitForDurable(sinceVersion: number, ms: number): Promise<void> {
     if (this.version !== sinceVersion || this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.waiters.add(done);
-    });
+    return this.waiters.wait(ms);
   }
 
   wakeAll(): void {
-    for (const w of [...this.waiters]) w();
+    this.waiters.wakeAll();
   }
 
   consumerClosed(group: string, c: MemoryConsumer): void {
