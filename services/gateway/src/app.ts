@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { AttestConfig, MaskingAction, RouteName } from '../../common/src/config';
 import { AuthError, type Principal, type TokenVerifier } from '../../common/src/identity';
 import { errorBody, errorEvent, gatewayError, type GatewayError } from './anthropic-errors';
+import { maskPans } from '../../common/src/masking';
 import { maskJson, type Direction, type LocatedHit } from './mask-json';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics';
 import { decideModelCall, decideRoute, grantFor, modelMatches, type CallerGrant } from './policy';
@@ -438,6 +439,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     let hits: LocatedHit[] = [];
     let stopReason: string | null = null;
     let usage: ResponseFacts['usage'] = null;
+    // Only a body the masker has walked may be kept as evidence content.
+    let scanned = false;
     try {
       text = await readLimited(res.body, MAX_UPSTREAM_BODY_BYTES);
     } catch (err) {
@@ -459,6 +462,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
         if (ctx.route === 'models' && res.statusCode === 200) filterModels(parsed, ctx.grant!);
         const action = ctx.grant!.masking.response;
         hits = maskBody(request, parsed, 'response', action);
+        scanned = true;
         if (hits.length > 0 && action === 'block') {
           return refuse(request, reply, blockedByRule('response', hits), { stage: 'masking', ruleId: 'builtin.pan', direction: 'response', hits });
         }
@@ -469,12 +473,26 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       }
     }
     const action = ctx.grant!.masking.response;
+    if (!scanned && text.length > 0) {
+      // Not JSON (a proxy's HTML error page, say): still no card number gets past as plain text.
+      const r = maskPans(text, format, hashPan ? { hashPan } : undefined);
+      hits = r.hits.map((hit) => ({ hit, location: 'body' }));
+      if (hits.length > 0) {
+        request.attest.hits.response += hits.length;
+        metrics.maskingHits.inc({ rule: 'pan', direction: 'response', action }, hits.length);
+        if (action === 'block') {
+          return refuse(request, reply, blockedByRule('response', hits), { stage: 'masking', ruleId: 'builtin.pan', direction: 'response', hits });
+        }
+        if (action === 'mask') text = r.text;
+      }
+      scanned = true;
+    }
     const recorded = await recordCompletion(request, {
       status: res.statusCode,
       stopReason,
       aborted: false,
       // Evidence never holds a card number: content is kept only when it was masked or had none.
-      content: hits.length === 0 || action === 'mask' ? text : null,
+      content: scanned && (hits.length === 0 || action === 'mask') ? text : null,
       contentBytes: Buffer.byteLength(text),
       contentDigest: sha256(text),
       hits,
