@@ -95,6 +95,8 @@ beforeAll(async () => {
   gateway = await open('gateway', 'gateway-test');
   const rec = new GatewayRecorder(gateway.emitter, gateway.panKey, { id: 'attest.yaml', version: 'v1' }, 'api.anthropic.com');
   await exchange(rec, 'req_1', SESSION_CARD, 'agent-7', `refund card ${VISA} please`, 'done');
+  // The time filter below works at millisecond resolution: keep the two exchanges in different milliseconds.
+  await new Promise((r) => setTimeout(r, 5));
   await exchange(rec, 'req_2', SESSION_CARD, 'agent-7', 'and the status?', `card ${MASTERCARD} refunded`);
   await exchange(rec, 'req_3', SESSION_PLAIN, 'agent-9', 'hello', 'hi');
   const base = { requestId: 'req_4', sessionId: SESSION_PLAIN, route: 'messages', method: 'POST', path: '/v1/messages', sourceAddress: '10.1.2.4', userAgent: 'curl/8', stream: false };

@@ -207,7 +207,20 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
   if (given) {
     return { brokers: given.split(',').map((b) => b.trim()).filter(Boolean), close: async () => {} };
   }
+  // The free ports are picked before the JVM binds them, and other tests run alongside: another
+  // process can take a port in between. That start fails fast with a bind error; try new ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startKafkaOnce(opts);
+    } catch (err) {
+      const portTaken = /Unable to start acceptor|Address already in use|BindException/.test((err as Error).message);
+      if (!portTaken || attempt >= 3) throw err;
+      log(`a broker port was taken meanwhile; retrying with new ports (attempt ${attempt + 1})`);
+    }
+  }
+}
 
+async function startKafkaOnce(opts: StartKafkaOptions): Promise<KafkaBroker> {
   const version = opts.version ?? (process.env.KAFKA_VERSION || DEFAULT_KAFKA_VERSION);
   const lib = await fetchKafka(version);
   const classpath = join(lib, '*');
