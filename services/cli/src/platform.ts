@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 import type { LoadedConfig } from '../../common/src/config';
 import { openEvidence, type EvidenceRuntime } from '../../common/src/evidence/producer';
 import { FileEventLog } from '../../common/src/log';
+import { ControlPublisher, ControlState, ControlSubscriber, trustKeyDirectory } from '../../common/src/control';
+import { randomUUID } from 'node:crypto';
 import { ChdbEvidenceStore } from '../../common/src/store';
 import { buildConsole } from '../../console/src/app';
 import { createVerifierFromConfig, startGateway, type RunningGateway } from '../../gateway/src/main';
@@ -21,6 +23,10 @@ import { EvidenceWriter, evidenceWriterProducerId } from '../../processors/src/e
 
 export interface RunningPlatform {
   gateway: RunningGateway;
+  /** The evidence log every component appends to. */
+  log: FileEventLog;
+  /** The control channel: signed decisions every gateway enforces. */
+  control: { log: FileEventLog; publisher: ControlPublisher };
   consoleUrl: string | undefined;
   writer: EvidenceWriter;
   close(): Promise<void>;
@@ -31,6 +37,10 @@ export async function startPlatform(loaded: LoadedConfig, logger: Logger, env: N
   const cadence = { everyEvents: config.evidence.checkpointEveryEvents, everyMs: config.evidence.checkpointEveryMs };
   const log = await FileEventLog.open({ dir: join(config.dataDir, 'log') });
   const opened: Array<() => Promise<void>> = [async () => log.close()];
+  // The control log sits beside the evidence log: in embedded mode it is the control "topic".
+  const controlLog = await FileEventLog.open({ dir: join(config.dataDir, 'control') });
+  opened.push(() => controlLog.close());
+  const trust = trustKeyDirectory(join(config.dataDir, 'keys', 'signing'));
   const closeAll = async () => {
     for (const close of opened.reverse()) {
       try {
@@ -82,13 +92,18 @@ export async function startPlatform(loaded: LoadedConfig, logger: Logger, env: N
     opened.push(() => writer.stop());
 
     const verifier = await createVerifierFromConfig(config, logger);
-    const gateway = await startGateway(loaded, logger, env, { log, verifier });
+    const gateway = await startGateway(loaded, logger, env, { log, verifier, control: { log: controlLog, trust } });
+    const publisher = new ControlPublisher(controlLog, writerRt.keyring);
     opened.push(() => gateway.close());
 
     let consoleUrl: string | undefined;
     if (config.console.enabled) {
       const consoleRt = await openEvidence({ ...producerOf('console'), producerId: `console-${hostname()}` });
       opened.push(() => consoleRt.close('shutdown'));
+      const consoleControl = new ControlState();
+      const consoleSubscriber = new ControlSubscriber({ log: controlLog, group: `console-${randomUUID()}`, trust, onMessage: (m) => consoleControl.apply(m), logger });
+      await consoleSubscriber.start();
+      opened.push(() => consoleSubscriber.stop());
       const consoleApp = await buildConsole({
         store,
         verifier,
@@ -99,6 +114,7 @@ export async function startPlatform(loaded: LoadedConfig, logger: Logger, env: N
         logger,
         cadence,
         maxRows: config.console.maxRows,
+        identityAdmin: { adminGroups: config.console.adminGroups, publisher: new ControlPublisher(controlLog, consoleRt.keyring), control: consoleControl },
       });
       opened.push(() => consoleApp.close());
       await consoleApp.listen({ host: config.console.host, port: config.console.port });
@@ -106,7 +122,7 @@ export async function startPlatform(loaded: LoadedConfig, logger: Logger, env: N
       const port = typeof addr === 'object' && addr ? addr.port : config.console.port;
       consoleUrl = `http://${config.console.host.includes(':') ? `[${config.console.host}]` : config.console.host}:${port}`;
     }
-    return { gateway, consoleUrl, writer, close: closeAll };
+    return { gateway, consoleUrl, writer, log, control: { log: controlLog, publisher }, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

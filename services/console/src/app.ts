@@ -1,5 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { AUTH_REASON_CODE } from '../../common/src/evidence/auth-reason';
+import { registerIdentityAdmin, type IdentityAdminDeps } from './identities';
+import { actorFromPrincipal } from '../../common/src/evidence/actor';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
@@ -58,6 +60,8 @@ export interface ConsoleDeps {
   trustProxy?: boolean;
   /** Wall clock in microseconds (tests). */
   nowUs?: () => number;
+  /** The identity admin API (suspend/restore); absent: not served. */
+  identityAdmin?: Omit<IdentityAdminDeps, 'emitter' | 'common' | 'nowUs'>;
 }
 
 /** Stable error codes of the evidence API (docs/errors.md style: switch on the code, never the message). */
@@ -75,6 +79,9 @@ export const CONSOLE_ERROR_CODES = [
   'auth_missing_claim',
   'auth_issuer_unavailable',
   'auditor_role_required',
+  'admin_role_required',
+  'self_restore_forbidden',
+  'control_unavailable',
   'invalid_parameter',
   'unknown_query',
   'session_not_found',
@@ -197,27 +204,41 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
-  // ---- authentication: every route below needs an auditor ----
-  app.register(async (auditor) => {
-    auditor.addHook('onRequest', async (request) => {
-      let principal: Principal;
-      try {
-        principal = await verifier.verify(bearerToken(request));
-      } catch (err) {
-        const reason: AuthFailureReason = err instanceof AuthError ? err.code : 'token_malformed';
-        await bestEffort(request, 'auth.failed', () => recordAuthFailure(request, reason));
-        if (err instanceof AuthError && err.retriable) {
-          throw new ConsoleError(503, 'auth_issuer_unavailable', 'the identity provider could not be reached to check your token; retry shortly');
-        }
-        const message = err instanceof AuthError ? err.message : 'invalid credentials';
-        throw new ConsoleError(401, `auth_${reason}` as ConsoleErrorCode, `${message}. Present an OIDC access token as Authorization: Bearer`);
+  /**
+   * An onRequest hook: a valid OIDC bearer token from a member of one of `groups`. Failures are
+   * evidence (auth.failed, or policy.decided for a missing role) and answered 401/403.
+   */
+  const requireGroups = (groups: ReadonlySet<string>, code: ConsoleErrorCode, what: string) => async (request: FastifyRequest) => {
+    let principal: Principal;
+    try {
+      principal = await verifier.verify(bearerToken(request));
+    } catch (err) {
+      const reason: AuthFailureReason = err instanceof AuthError ? err.code : 'token_malformed';
+      await bestEffort(request, 'auth.failed', () => recordAuthFailure(request, reason));
+      if (err instanceof AuthError && err.retriable) {
+        throw new ConsoleError(503, 'auth_issuer_unavailable', 'the identity provider could not be reached to check your token; retry shortly');
       }
-      request.principal = principal;
-      if (!principal.groups.some((g) => auditorGroups.has(g))) {
-        await bestEffort(request, 'policy.decided', () => recordDenied(request, principal));
-        throw new ConsoleError(403, 'auditor_role_required', `reading evidence needs membership in an auditor group (${[...auditorGroups].join(', ')}); the token's groups are: ${principal.groups.join(', ') || 'none'}`);
-      }
+      const message = err instanceof AuthError ? err.message : 'invalid credentials';
+      throw new ConsoleError(401, `auth_${reason}` as ConsoleErrorCode, `${message}. Present an OIDC access token as Authorization: Bearer`);
+    }
+    request.principal = principal;
+    if (!principal.groups.some((g) => groups.has(g))) {
+      await bestEffort(request, 'policy.decided', () => recordDenied(request, principal));
+      throw new ConsoleError(403, code, `${what} needs membership in one of the groups ${[...groups].join(', ')}; the token's groups are: ${principal.groups.join(', ') || 'none'}`);
+    }
+  };
+
+  if (deps.identityAdmin) {
+    const admin = deps.identityAdmin;
+    app.register(async (scope) => {
+      scope.addHook('onRequest', requireGroups(new Set(admin.adminGroups), 'admin_role_required', 'suspending or restoring identities'));
+      registerIdentityAdmin(scope, { ...admin, emitter, common, nowUs });
     });
+  }
+
+  // ---- every route below needs an auditor ----
+  app.register(async (auditor) => {
+    auditor.addHook('onRequest', requireGroups(auditorGroups, 'auditor_role_required', 'reading evidence'));
 
     auditor.get('/.well-known/jwks.json', async (_request, reply) => {
       reply.header('cache-control', 'no-store');
@@ -308,10 +329,7 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
 
   // ---- evidence of the evidence access ----
 
-  const actorOf = (p: Principal | undefined): Actor =>
-    p === undefined
-      ? { subject: 'anonymous', issuer: 'none', clientId: null, groups: [], kind: 'unknown', onBehalfOf: null, dev: false }
-      : { subject: p.subject, issuer: p.issuer, clientId: p.clientId ?? null, groups: p.groups, kind: p.kind, onBehalfOf: p.onBehalfOf ?? null, dev: p.dev === true };
+  const actorOf = actorFromPrincipal;
   const common = (request: FastifyRequest) => ({
     actor: actorOf(request.principal),
     source: { address: request.ip, userAgent: typeof request.headers['user-agent'] === 'string' ? request.headers['user-agent'].slice(0, 512) : null },

@@ -11,7 +11,8 @@ import { maskJson, type Direction, type LocatedHit } from './mask-json';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics';
 import { decideModelCall, decideRoute, grantFor, modelMatches, type CallerGrant } from './policy';
 import { SseMasker } from './sse-masker';
-import { sha256, type ExchangeFacts, type GatewayRecorder, type ResponseFacts } from './evidence';
+import type { ControlState } from '../../common/src/control';
+import { sha256, type BlockStage, type ExchangeFacts, type GatewayRecorder, type ResponseFacts } from './evidence';
 
 /**
  * The Claude API gateway: authenticate the caller (OIDC JWT), apply the group policy, mask card
@@ -36,6 +37,11 @@ export interface GatewayDeps {
   recorder?: GatewayRecorder;
   /** Public keys that verify the evidence signatures, served at /.well-known/jwks.json. */
   jwks?: () => unknown;
+  /**
+   * What the control channel says (suspended identities, approval outcomes). When present, a
+   * suspended identity is refused right after authentication, before any policy or upstream work.
+   */
+  control?: Pick<ControlState, 'suspension' | 'resolution' | 'waitFor'>;
   now?: () => number;
 }
 
@@ -229,6 +235,13 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       return false;
     }
     ctx.principal = principal;
+    const suspended = deps.control?.suspension(principal.issuer, principal.subject, Date.now() * 1000);
+    if (suspended) {
+      metrics.policyDenials.inc({ rule: 'identity_suspended' });
+      const until = suspended.untilUs === null ? 'until an administrator restores it' : `until ${new Date(suspended.untilUs / 1000).toISOString()}`;
+      await refuse(request, reply, gatewayError(403, 'permission_error', 'identity_suspended', `this identity is suspended by Attest (${suspended.reason}) ${until}. Ask your security team; the suspension is evidence event ${suspended.eventId}`), { stage: 'suspension', ruleId: 'control.suspension', direction: 'request', hits: [] });
+      return false;
+    }
     ctx.grant = grantFor(config, principal.groups);
     const decision = decideRoute(ctx.grant, route);
     if (!decision.allow) {
@@ -271,7 +284,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   const evidenceUnavailable = gatewayError(503, 'api_error', 'evidence_unavailable', 'Attest could not durably record this exchange, so it was not completed; retry shortly');
 
-  const refuse = async (request: FastifyRequest, reply: FastifyReply, err: GatewayError, r: { stage: 'authorization' | 'policy' | 'masking'; ruleId: string; direction: Direction; hits: LocatedHit[] }) => {
+  const refuse = async (request: FastifyRequest, reply: FastifyReply, err: GatewayError, r: { stage: BlockStage; ruleId: string; direction: Direction; hits: LocatedHit[] }) => {
     await recordBestEffort(request, 'refusal', (rec) =>
       rec.refused(facts(request), {
         status: err.status,

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { actorFromPrincipal } from '../../common/src/evidence/actor';
 import { AUTH_REASON_CODE } from '../../common/src/evidence/auth-reason';
 import type { AuthFailureReason, Principal } from '../../common/src/identity';
 import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
@@ -6,6 +7,9 @@ import type { Actor, Correlation, EventType, MaskHit, MaskingSummary, Source, Ta
 import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
 import type { MaskingAction } from '../../common/src/config';
 import type { LocatedHit } from './mask-json';
+
+/** Where in the pipeline a request was refused (the event's `stage`). */
+export type BlockStage = 'authorization' | 'policy' | 'masking' | 'approval' | 'suspension';
 
 /**
  * What the gateway records about each exchange, as events (the evidence of PCI DSS 10.2.x):
@@ -67,7 +71,7 @@ export class GatewayRecorder {
 
   async authFailed(f: ExchangeFacts, reason: AuthFailureReason): Promise<void> {
     const e = this.emitter.build('auth.failed', {
-      actor: anonymous(),
+      actor: actorFromPrincipal(undefined),
       source: source(f),
       target: target(f),
       outcome: { result: 'failure', status: 401, reason },
@@ -98,7 +102,7 @@ export class GatewayRecorder {
 
   async refused(
     f: ExchangeFacts,
-    r: { status: number; stage: 'authorization' | 'policy' | 'masking'; ruleId: string; reason: string; direction: 'request' | 'response'; bodyBytes: number; bodyDigest: Buffer; contentType: string | null; hits: LocatedHit[] },
+    r: { status: number; stage: BlockStage; ruleId: string; reason: string; direction: 'request' | 'response'; bodyBytes: number; bodyDigest: Buffer; contentType: string | null; hits: LocatedHit[] },
   ): Promise<void> {
     const events: UnchainedEvent<EventType>[] = [];
     if (r.direction === 'request') events.push(this.received(f, { ...r, action: 'block' }, 'failure', r.status));
@@ -217,13 +221,7 @@ function blockIndex(location: string): number | null {
 }
 
 function actor(f: ExchangeFacts): Actor {
-  const p = f.principal;
-  if (!p) return anonymous();
-  return { subject: p.subject, issuer: p.issuer, clientId: p.clientId ?? null, groups: p.groups, kind: p.kind, onBehalfOf: p.onBehalfOf ?? null, dev: p.dev === true };
-}
-
-function anonymous(): Actor {
-  return { subject: 'anonymous', issuer: 'none', clientId: null, groups: [], kind: 'unknown', onBehalfOf: null, dev: false };
+  return actorFromPrincipal(f.principal);
 }
 
 function source(f: ExchangeFacts): Source {

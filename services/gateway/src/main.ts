@@ -7,7 +7,10 @@ import { readSecret } from '../../common/src/secrets';
 import { openEvidence } from '../../common/src/evidence/producer';
 import { buildGateway } from './app';
 import { GatewayRecorder } from './evidence';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { ControlState, ControlSubscriber, trustKeyDirectory, type TrustSource } from '../../common/src/control';
+import { FileEventLog } from '../../common/src/log';
 import { createGatewayMetrics } from './metrics';
 
 const SOFTWARE_VERSION = '0.1.0';
@@ -15,6 +18,8 @@ const SOFTWARE_VERSION = '0.1.0';
 export interface RunningGateway {
   app: FastifyInstance;
   url: string;
+  /** What the gateway knows from the control channel (suspensions, approval outcomes). */
+  control: ControlState;
   close(): Promise<void>;
 }
 
@@ -59,7 +64,7 @@ export async function startGateway(
   loaded: LoadedConfig,
   logger: Logger,
   env: NodeJS.ProcessEnv = process.env,
-  opts: { log?: EventLog; verifier?: TokenVerifier } = {},
+  opts: { log?: EventLog; verifier?: TokenVerifier; control?: { log: EventLog; trust: TrustSource } } = {},
 ): Promise<RunningGateway> {
   const { config } = loaded;
   const upstreamApiKey = readSecret(config.upstream.anthropic.apiKey, 'upstream.anthropic.apiKey', env);
@@ -76,6 +81,24 @@ export async function startGateway(
     cadence: { everyEvents: config.evidence.checkpointEveryEvents, everyMs: config.evidence.checkpointEveryMs },
     ...(opts.log ? { log: opts.log } : {}),
   });
+  // The control channel is read to its end before the port opens: a gateway that has not yet
+  // learnt every suspension in force must not take traffic.
+  const controlLog = opts.control?.log ?? (await FileEventLog.open({ dir: join(config.dataDir, 'control') }));
+  const control = new ControlState();
+  const subscriber = new ControlSubscriber({
+    log: controlLog,
+    group: `gateway-${randomUUID()}`,
+    trust: opts.control?.trust ?? trustKeyDirectory(join(config.dataDir, 'keys', 'signing')),
+    onMessage: (m) => control.apply(m),
+    logger,
+  });
+  try {
+    await subscriber.start();
+  } catch (err) {
+    if (!opts.control) await controlLog.close();
+    await evidence.close('failure');
+    throw err;
+  }
   const policyVersion = createHash('sha256').update(loaded.text).digest('hex').slice(0, 12);
   const recorder = new GatewayRecorder(evidence.emitter, evidence.panKey, { id: loaded.file, version: policyVersion }, new URL(config.upstream.anthropic.baseUrl).host);
   const app = await buildGateway({
@@ -85,10 +108,13 @@ export async function startGateway(
     logger,
     recorder,
     jwks: () => evidence.keyring.jwks(),
+    control,
     metrics: createGatewayMetrics({ defaultMetrics: true }),
   });
   // The evidence closes after the last in-flight exchange has been recorded.
   app.addHook('onClose', async () => {
+    await subscriber.stop();
+    if (!opts.control) await controlLog.close();
     await evidence.close('shutdown');
   });
   try {
@@ -103,6 +129,7 @@ export async function startGateway(
   return {
     app,
     url: `http://${host}:${port}`,
+    control,
     close: async () => {
       await app.close();
     },

@@ -134,6 +134,8 @@ export const configSchema = z.strictObject({
       port: z.number().int().min(0).max(65535).default(8090),
       /** Groups whose members may read evidence (read-only). */
       auditorGroups: z.array(z.string().min(1)).min(1).default(['auditors']),
+      /** Groups whose members may suspend and restore identities at every gateway. */
+      adminGroups: z.array(z.string().min(1)).min(1).default(['attest-admins']),
       maxRows: z.number().int().min(1).max(1_000_000).default(10_000),
     })
     .prefault({}),

@@ -1,0 +1,5 @@
+export { controlKey, controlMessageSchema, identityKey, type ControlMessage, type ControlMessageType } from './messages';
+export { ControlError, ControlPublisher, ControlSubscriber, type ControlErrorCode, type SubscriberOptions, type TrustSource } from './channel';
+export { ControlState, type ApprovalResolution, type Suspension } from './state';
+export { trustKeyDirectory } from './trust';
+export { restoreIdentity, suspendIdentity, type IdentityRef, type RestoreInput, type SuspendInput, type SuspensionDeps } from './suspension';

@@ -1,0 +1,111 @@
+import { identityKey, type ControlMessage } from './messages';
+
+/**
+ * What a gateway knows from the control channel: identities suspended now, and how approvals were
+ * resolved. Folded from messages in log order, so a restarted gateway rebuilds the same state.
+ */
+
+export interface Suspension {
+  readonly reason: string;
+  readonly untilUs: number | null;
+  readonly eventId: string;
+  readonly atUs: number;
+}
+
+export type ApprovalResolution = Extract<ControlMessage, { type: 'approval.resolved' }>;
+
+/** Resolutions kept for late lookups (ask-and-retry); older ones are forgotten first. */
+const DEFAULT_MAX_RESOLUTIONS = 100_000;
+
+export class ControlState {
+  private readonly suspended = new Map<string, Suspension>();
+  private readonly resolutions = new Map<string, ApprovalResolution>();
+  private readonly waiters = new Map<string, Set<(r: ApprovalResolution) => void>>();
+
+  constructor(private readonly maxResolutions = DEFAULT_MAX_RESOLUTIONS) {}
+
+  apply(msg: ControlMessage): void {
+    switch (msg.type) {
+      case 'identity.suspended':
+        this.suspended.set(identityKey(msg.issuer, msg.subject), { reason: msg.reason, untilUs: msg.untilUs, eventId: msg.eventId, atUs: msg.atUs });
+        return;
+      case 'identity.restored': {
+        const key = identityKey(msg.issuer, msg.subject);
+        const cur = this.suspended.get(key);
+        // A restore older than the suspension in force (reordered delivery) does not lift it.
+        if (cur && cur.atUs <= msg.atUs) this.suspended.delete(key);
+        return;
+      }
+      case 'approval.resolved': {
+        // The first resolution of an approval is final: a later message cannot turn a rejection
+        // into an approval.
+        if (this.resolutions.has(msg.approvalId)) return;
+        this.resolutions.set(msg.approvalId, msg);
+        if (this.resolutions.size > this.maxResolutions) {
+          const oldest = this.resolutions.keys().next().value;
+          if (oldest !== undefined) this.resolutions.delete(oldest);
+        }
+        const ws = this.waiters.get(msg.approvalId);
+        if (ws) {
+          this.waiters.delete(msg.approvalId);
+          for (const w of ws) w(msg);
+        }
+        return;
+      }
+    }
+  }
+
+  /** The suspension in force for this identity at `nowUs`, if any (a lapsed one is not). */
+  suspension(issuer: string, subject: string, nowUs: number): Suspension | undefined {
+    const s = this.suspended.get(identityKey(issuer, subject));
+    if (s === undefined) return undefined;
+    if (s.untilUs !== null && s.untilUs <= nowUs) return undefined;
+    return s;
+  }
+
+  /** Every suspension in force at `nowUs`. */
+  suspensions(nowUs: number): Array<Suspension & { issuer: string; subject: string }> {
+    const out: Array<Suspension & { issuer: string; subject: string }> = [];
+    for (const [key, s] of this.suspended) {
+      if (s.untilUs !== null && s.untilUs <= nowUs) continue;
+      const [issuer = '', subject = ''] = key.split('\u0000');
+      out.push({ ...s, issuer, subject });
+    }
+    return out;
+  }
+
+  resolution(approvalId: string): ApprovalResolution | undefined {
+    return this.resolutions.get(approvalId);
+  }
+
+  /**
+   * Resolves when the approval is resolved; rejects with the signal's reason when aborted. A
+   * waiting request holds a closure and nothing else: no timer, no polling.
+   */
+  waitFor(approvalId: string, signal: AbortSignal): Promise<ApprovalResolution> {
+    const done = this.resolutions.get(approvalId);
+    if (done) return Promise.resolve(done);
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      let set = this.waiters.get(approvalId);
+      if (!set) this.waiters.set(approvalId, (set = new Set()));
+      const onAbort = () => {
+        set.delete(wake);
+        if (set.size === 0) this.waiters.delete(approvalId);
+        reject(signal.reason);
+      };
+      const wake = (r: ApprovalResolution) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(r);
+      };
+      set.add(wake);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  waitingCount(): number {
+    let n = 0;
+    for (const s of this.waiters.values()) n += s.size;
+    return n;
+  }
+}
