@@ -34,3 +34,4 @@ export {
   type TimeInput,
 } from './evidence-queries';
 export { render, renderCsv, renderJson, renderTable, type CsvOptions, type RenderFormat, type Renderable, type TableOptions } from './render';
+export { ClickHouseServerStore, toServerStoreError, type ClickHouseServerStoreOptions } from './clickhouse-store';

@@ -1,10 +1,30 @@
 import { describe, expect, it } from 'vitest';
 import { isStoreError } from './errors';
 import { MemoryEvidenceStore, MemoryStoreStorage } from './memory-store';
+import { evidenceStoreConformance } from './store-conformance';
 import { generateEventList } from './testing';
 
 const events = generateEventList({ count: 600, seed: 11, cardRate: 0.5 }).map((g) => g.stored);
 const withSightings = events.filter((e) => e.panSightings.length > 0);
+
+// The twin runs no SQL: the suite's insert, retention and close rules, counted from its rows.
+evidenceStoreConformance(
+  'in-memory twin',
+  async () => {
+    const storage = new MemoryStoreStorage();
+    return {
+      open: async (o = {}) => new MemoryEvidenceStore({ retention: o.retention ?? { days: 365 }, storage }),
+      dispose: async () => undefined,
+    };
+  },
+  {
+    sql: false,
+    inspect: async (store) => {
+      const m = store as MemoryEvidenceStore;
+      return { events: m.events().length, uniqueEvents: new Set(m.events().map((e) => e.eventId)).size, sightings: m.sightings().length };
+    },
+  },
+);
 
 describe('MemoryEvidenceStore', () => {
   it('stores a batch once: redelivery under the same or another token, or re-batched, adds nothing', async () => {

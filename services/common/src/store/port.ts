@@ -1,7 +1,7 @@
 /**
  * The evidence store port: where verified events land for auditors, dashboards and exports.
  * Adapters: ClickHouse embedded in-process through chdb (chdb-store.ts, the default), a ClickHouse
- * server through @clickhouse/client (later), and an in-memory twin for unit tests of the evidence
+ * server through @clickhouse/client (clickhouse-store.ts), and an in-memory twin for unit tests of the evidence
  * writer (memory-store.ts). Everything here is in the store's words; nothing names chdb. Design,
  * table layout and measurements: docs/evidence-store.md.
  */
