@@ -3,6 +3,11 @@
  * 127.0.0.1, for integration and end-to-end tests and benchmarks. Callers get access tokens the way
  * agents do: a client_credentials request over HTTP to the token endpoint, with a resource
  * indicator (RFC 8707) so the token is a JWT (RFC 9068) for the gateway's audience.
+ *
+ * With `users` and `webClients` it also signs people in: the authorization code flow (PKCE S256
+ * required) through the provider's interaction flow, with a plain username/password form rendered
+ * here at /interaction/:uid. Consent is implied (first-party clients), and the users' groups are in
+ * the ID token under `groupsClaim`, as Okta, Keycloak or Entra ID can be configured to do.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,6 +28,25 @@ export interface IdpClient {
   claims?: Record<string, unknown>;
 }
 
+/** A person who can sign in at the harness's login form. */
+export interface IdpUser {
+  username: string;
+  password: string;
+  /** Default `user:<username>`. */
+  sub?: string;
+  name?: string;
+  email?: string;
+  groups: string[];
+}
+
+/** An OIDC relying party using the authorization code flow with PKCE (e.g. the reviewer console). */
+export interface IdpWebClient {
+  clientId: string;
+  /** Confidential (client_secret_basic) when set, public (token_endpoint_auth_method none) otherwise. */
+  clientSecret?: string;
+  redirectUris: string[];
+}
+
 export interface StartIdpOptions {
   /**
    * The `aud` of access tokens. An absolute URI is also used as the resource indicator (RFC 8707);
@@ -37,6 +61,12 @@ export interface StartIdpOptions {
   port?: number;
   /** Default 600. */
   accessTokenTtlSec?: number;
+  /** People for the authorization code flow. Default none. */
+  users?: IdpUser[];
+  /** Authorization code + PKCE clients. Default none. */
+  webClients?: IdpWebClient[];
+  /** Claim carrying the users' groups in ID and access tokens. Default 'groups'. */
+  groupsClaim?: string;
 }
 
 export interface TestIdp {
@@ -68,6 +98,8 @@ export interface TestIdp {
    * provider never issues. Nothing is defaulted: the payload is signed as given.
    */
   signAccessToken(payload: Record<string, unknown>, header?: Record<string, unknown>): Promise<string>;
+  /** Successful and failed submissions of the login form so far. */
+  logins(): { ok: number; failed: number };
   close(): Promise<void>;
 }
 
@@ -111,6 +143,47 @@ export async function startIdp(opts: StartIdpOptions): Promise<TestIdp> {
   let jwksCount = 0;
   let discoveryCount = 0;
 
+  const webClients = opts.webClients ?? [];
+  const groupsClaim = opts.groupsClaim ?? 'groups';
+  const users = (opts.users ?? []).map((u) => ({ ...u, sub: u.sub ?? `user:${u.username}` }));
+  const usersBySub = new Map(users.map((u) => [u.sub, u]));
+  const usersByName = new Map(users.map((u) => [u.username, u]));
+  const loginCounts = { ok: 0, failed: 0 };
+
+  /** The provider options only the authorization code flow needs. */
+  const signInConfiguration = (): Partial<OidcConfiguration> => ({
+    // Scope → claims; `groups` becomes a scope of its own.
+    claims: { openid: ['sub'], profile: ['name', 'preferred_username'], email: ['email'], groups: [groupsClaim] },
+    // Claims of the granted scopes go into the ID token too, not only to userinfo.
+    conformIdTokenClaims: false,
+    pkce: { required: () => true },
+    interactions: { url: async (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
+    findAccount: async (_ctx: unknown, sub: string) => {
+      const user = usersBySub.get(sub);
+      if (user === undefined) return undefined;
+      return {
+        accountId: sub,
+        claims: async () => ({
+          sub,
+          preferred_username: user.username,
+          ...(user.name === undefined ? {} : { name: user.name }),
+          ...(user.email === undefined ? {} : { email: user.email }),
+          [groupsClaim]: [...user.groups],
+        }),
+      };
+    },
+    // First-party clients: consent is implied, so the only interaction is the login form.
+    loadExistingGrant: async (ctx: GrantContext) => {
+      const grantId = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+      if (grantId !== undefined) return ctx.oidc.provider.Grant.find(grantId);
+      const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
+      grant.addOIDCScope('openid profile email groups');
+      grant.addResourceScope(resource, '');
+      await grant.save();
+      return grant;
+    },
+  });
+
   const adapter = createMemoryAdapter();
   const server: Server = createServer();
   await new Promise<void>((resolve, reject) => {
@@ -126,14 +199,25 @@ export async function startIdp(opts: StartIdpOptions): Promise<TestIdp> {
   const configuration = (): OidcConfiguration => ({
     adapter,
     jwks: { keys: keys.map((k) => ({ ...k.privateJwk })) },
-    clients: opts.clients.map((c) => ({
-      client_id: c.clientId,
-      client_secret: c.clientSecret,
-      grant_types: ['client_credentials'],
-      response_types: [],
-      redirect_uris: [],
-      token_endpoint_auth_method: 'client_secret_basic',
-    })),
+    clients: [
+      ...opts.clients.map((c) => ({
+        client_id: c.clientId,
+        client_secret: c.clientSecret,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+      })),
+      ...webClients.map((c) => ({
+        client_id: c.clientId,
+        ...(c.clientSecret === undefined ? {} : { client_secret: c.clientSecret }),
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        redirect_uris: c.redirectUris,
+        token_endpoint_auth_method: c.clientSecret === undefined ? 'none' : 'client_secret_basic',
+      })),
+    ],
+    ...(webClients.length === 0 ? {} : signInConfiguration()),
     clientDefaults: { id_token_signed_response_alg: alg },
     features: {
       clientCredentials: { enabled: true },
@@ -151,19 +235,30 @@ export async function startIdp(opts: StartIdpOptions): Promise<TestIdp> {
     },
     extraTokenClaims: async (_ctx, token) => {
       const client = token.clientId === undefined ? undefined : clients.get(token.clientId);
-      if (client === undefined) return undefined;
-      return { ...client.claims, groups: [...client.groups] };
+      if (client !== undefined) return { ...client.claims, groups: [...client.groups] };
+      // A signed-in person's access token carries their groups, as their ID token does.
+      const user = token.accountId === undefined ? undefined : usersBySub.get(token.accountId);
+      return user === undefined ? undefined : { [groupsClaim]: [...user.groups] };
     },
-    ttl: { ClientCredentials: ttl, AccessToken: ttl },
+    // Explicit lifetimes for the sign-in artifacts too (the provider nags about its defaults).
+    ttl: { ClientCredentials: ttl, AccessToken: ttl, IdToken: ttl, Interaction: 600, Grant: 3600, Session: 3600 },
   });
 
   // The provider's key store is fixed at construction, so a rotation builds a new provider behind
   // the same listener; clients are static, and JWT access tokens need no server-side state.
-  let handler = new Provider(issuer, configuration()).callback();
+  let provider = new Provider(issuer, configuration()) as InteractiveProvider;
+  let handler = provider.callback();
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (path === '/jwks') jwksCount += 1;
     else if (path === '/.well-known/openid-configuration') discoveryCount += 1;
+    if (path.startsWith('/interaction/')) {
+      loginInteraction(provider, req, res, usersByName, loginCounts).catch((err: unknown) => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(`test IdP interaction failed: ${err instanceof Error ? err.message : String(err)}`);
+      });
+      return;
+    }
     handler(req, res);
   });
 
@@ -201,7 +296,8 @@ export async function startIdp(opts: StartIdpOptions): Promise<TestIdp> {
     async rotateKeys(rotateOpts = {}): Promise<void> {
       const next = await newSigningKey(alg);
       keys = rotateOpts.retainPrevious === false ? [next] : [next, ...keys];
-      handler = new Provider(issuer, configuration()).callback();
+      provider = new Provider(issuer, configuration()) as InteractiveProvider;
+      handler = provider.callback();
     },
 
     currentKid: () => current().kid,
@@ -213,6 +309,8 @@ export async function startIdp(opts: StartIdpOptions): Promise<TestIdp> {
       return new SignJWT(payload).setProtectedHeader({ alg, kid: key.kid, typ: 'at+jwt', ...header }).sign(key.privateKey);
     },
 
+    logins: () => ({ ...loginCounts }),
+
     async close(): Promise<void> {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -220,4 +318,89 @@ export async function startIdp(opts: StartIdpOptions): Promise<TestIdp> {
       });
     },
   };
+}
+
+// ---- the login form (authorization code flow) ----
+
+/** The parts of oidc-provider's Grant the harness uses (its typings are declared by hand). */
+interface GrantLike {
+  addOIDCScope(scope: string): void;
+  addResourceScope(resource: string, scope: string): void;
+  save(): Promise<string>;
+}
+interface GrantContext {
+  oidc: {
+    result?: { consent?: { grantId?: string } };
+    session: { accountId: string; grantIdFor(clientId: string): string | undefined };
+    client: { clientId: string };
+    provider: { Grant: { new (init: { clientId: string; accountId: string }): GrantLike; find(id: string): Promise<GrantLike | undefined> } };
+  };
+}
+interface InteractiveProvider extends Provider {
+  interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<{ uid: string; prompt: { name: string }; params: Record<string, unknown> }>;
+  interactionFinished(req: IncomingMessage, res: ServerResponse, result: Record<string, unknown>, opts?: { mergeWithLastSubmission?: boolean }): Promise<void>;
+}
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function loginPage(uid: string, clientId: string, error?: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in - test IdP</title></head>
+<body><main>
+<h1>Sign in</h1>
+<p>to continue to ${escapeHtml(clientId)}</p>
+${error === undefined ? '' : `<p role="alert">${escapeHtml(error)}</p>`}
+<form method="post" action="/interaction/${escapeHtml(uid)}/login">
+<label for="username">Username</label> <input id="username" name="username" autocomplete="username" required>
+<label for="password">Password</label> <input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>
+</main></body></html>`;
+}
+
+async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+  let body = '';
+  for await (const chunk of req) {
+    body += String(chunk);
+    if (body.length > 16_384) throw new Error('login form too large');
+  }
+  return new URLSearchParams(body);
+}
+
+/**
+ * GET /interaction/:uid shows the form; POST /interaction/:uid/login checks the user and finishes the
+ * login prompt, after which the provider issues the code (consent is implied by loadExistingGrant).
+ */
+async function loginInteraction(
+  provider: InteractiveProvider,
+  req: IncomingMessage,
+  res: ServerResponse,
+  usersByName: ReadonlyMap<string, IdpUser & { sub: string }>,
+  counts: { ok: number; failed: number },
+): Promise<void> {
+  const html = (status: number, body: string) => {
+    res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+    res.end(body);
+  };
+  let details: Awaited<ReturnType<InteractiveProvider['interactionDetails']>>;
+  try {
+    details = await provider.interactionDetails(req, res);
+  } catch {
+    return html(400, '<!doctype html><title>Sign-in expired</title><p>This sign-in has expired or was not started here. Start again from the application.</p>');
+  }
+  const clientId = String(details.params.client_id ?? '');
+  if (details.prompt.name !== 'login') {
+    // Consent is granted by loadExistingGrant, so any other prompt is a harness bug worth seeing.
+    return html(500, `<!doctype html><title>Unexpected prompt</title><p>unexpected prompt ${escapeHtml(details.prompt.name)}</p>`);
+  }
+  if (req.method === 'GET') return html(200, loginPage(details.uid, clientId));
+  if (req.method !== 'POST') return html(405, '<!doctype html><title>Method not allowed</title>');
+  const form = await readForm(req);
+  const user = usersByName.get(form.get('username') ?? '');
+  if (user === undefined || user.password !== form.get('password')) {
+    counts.failed += 1;
+    return html(401, loginPage(details.uid, clientId, 'Unknown username or wrong password.'));
+  }
+  counts.ok += 1;
+  await provider.interactionFinished(req, res, { login: { accountId: user.sub } }, { mergeWithLastSubmission: false });
 }

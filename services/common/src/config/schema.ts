@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { approvalPolicySchema } from '../approvals/rules';
 
 /**
  * The one configuration file (YAML) of an Attest deployment. Every key here is documented in the
@@ -138,6 +139,23 @@ export const configSchema = z.strictObject({
       adminGroups: z.array(z.string().min(1)).min(1).default(['attest-admins']),
       maxRows: z.number().int().min(1).max(1_000_000).default(10_000),
     })
+    .prefault({}),
+  /** Requests a human must approve before the gateway forwards them (services/common/src/approvals). */
+  approvals: approvalPolicySchema
+    .and(
+      z.strictObject({
+        /** SSE comment interval while a streamed request is held, so proxies keep the connection. */
+        keepAliveMs: z.number().int().min(1000).max(60_000).default(15_000),
+        /** Where approvers are told: a Slack-compatible incoming webhook (its URL is a secret). */
+        notify: z
+          .strictObject({
+            webhook: secretSource.optional(),
+            /** Base URL of the reviewer console, for links in notifications. */
+            consoleUrl: z.url().optional(),
+          })
+          .prefault({}),
+      }),
+    )
     .prefault({}),
   dataDir: z.string().min(1).default('./data'),
   logging: z
