@@ -11,8 +11,11 @@ import { maskJson, type Direction, type LocatedHit } from './mask-json';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics';
 import { decideModelCall, decideRoute, grantFor, modelMatches, type CallerGrant } from './policy';
 import { SseMasker } from './sse-masker';
-import type { ControlState } from '../../common/src/control';
-import { sha256, type BlockStage, type ExchangeFacts, type GatewayRecorder, type ResponseFacts } from './evidence';
+import type { ApprovalResolution, ControlState } from '../../common/src/control';
+import { APPROVAL_ID_HEADER, MAX_EXCERPT_CHARS, approvalAnswer, toEvidence, type ApprovalEvidence } from '../../common/src/approvals';
+import { actorFromPrincipal } from '../../common/src/evidence/actor';
+import { ApprovalGate, promptTextOf, type OpenedApproval } from './approval-gate';
+import { sha256, type AdmittedFacts, type BlockStage, type ExchangeFacts, type GatewayRecorder, type Release, type ResponseFacts } from './evidence';
 
 /**
  * The Claude API gateway: authenticate the caller (OIDC JWT), apply the group policy, mask card
@@ -42,6 +45,13 @@ export interface GatewayDeps {
    * suspended identity is refused right after authentication, before any policy or upstream work.
    */
   control?: Pick<ControlState, 'suspension' | 'resolution' | 'waitFor'>;
+  /**
+   * Where this gateway's holds live (producer id and epoch): an approval granted for a hold of one
+   * run can never release a request of another. Required for approvals (with `control`).
+   */
+  holder?: () => { gatewayId: string; instanceId: string };
+  /** Key material for approval request digests of bodies that may hold raw card data. */
+  digestKey?: Uint8Array;
   now?: () => number;
 }
 
@@ -66,6 +76,8 @@ interface ExchangeContext {
   upstreamRequestId?: string;
   status?: number;
   outcome?: string;
+  /** A held streaming request: the SSE response is already open (keep-alive comments sent). */
+  preopened?: boolean;
 }
 
 /** Request headers the upstream may see. The caller's credentials are never among them. */
@@ -75,6 +87,8 @@ const FORWARD_EXACT = new Set(['content-type', 'accept', 'user-agent']);
 const RETURN_RESPONSE_HEADERS = /^(anthropic-|x-should-retry$|retry-after$|request-id$)/;
 
 const MAX_UPSTREAM_BODY_BYTES = 64 * 1024 * 1024;
+/** How long past an approval's expiry a held request still waits for the processor's word. */
+const HOLD_GRACE_MS = 2000;
 
 export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
   const { config, verifier, logger } = deps;
@@ -123,13 +137,19 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     }
   });
 
-  const send = (request: FastifyRequest, reply: FastifyReply, err: GatewayError) => {
+  const send = (request: FastifyRequest, reply: FastifyReply, err: GatewayError, extraHeaders: Record<string, string> = {}) => {
     const ctx = request.attest;
     if (ctx) {
       ctx.status = err.status;
       ctx.outcome = err.code;
     }
+    if (ctx?.preopened) {
+      // The SSE response of a held request has started: the error goes as an SSE error event.
+      if (!reply.raw.destroyed) reply.raw.end(errorEvent(err));
+      return reply;
+    }
     return reply
+      .headers(extraHeaders)
       .code(err.status)
       .header('content-type', 'application/json')
       .header('x-attest-request-id', ctx?.id ?? '')
@@ -284,7 +304,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   const evidenceUnavailable = gatewayError(503, 'api_error', 'evidence_unavailable', 'Attest could not durably record this exchange, so it was not completed; retry shortly');
 
-  const refuse = async (request: FastifyRequest, reply: FastifyReply, err: GatewayError, r: { stage: BlockStage; ruleId: string; direction: Direction; hits: LocatedHit[] }) => {
+  const refuse = async (request: FastifyRequest, reply: FastifyReply, err: GatewayError, r: { stage: BlockStage; ruleId: string; direction: Direction; hits: LocatedHit[]; approvalId?: string; held?: boolean; also?: ApprovalEvidence }) => {
     await recordBestEffort(request, 'refusal', (rec) =>
       rec.refused(facts(request), {
         status: err.status,
@@ -296,6 +316,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
         bodyDigest: sha256(request.rawBody ?? ''),
         contentType: typeof request.headers['content-type'] === 'string' ? request.headers['content-type'] : null,
         hits: r.hits,
+        ...(r.approvalId === undefined ? {} : { approvalId: r.approvalId }),
+        ...(r.held ? { held: true } : {}),
+        ...(r.also ? { also: r.also } : {}),
       }),
     );
     return send(request, reply, err);
@@ -357,26 +380,30 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   };
 
   /** The evidence of an admitted request, durable before the upstream is called (fail closed). */
-  const recordAdmission = async (request: FastifyRequest, reply: FastifyReply, a: Admitted): Promise<boolean> => {
+  const recordAdmission = async (request: FastifyRequest, reply: FastifyReply, a: Admitted, release?: Release): Promise<boolean> => {
     if (!recorder) return true;
-    const raw = request.rawBody ?? '';
-    const bodyDigest = sha256(raw);
     try {
-      await recorder.admitted(facts(request), {
-        bodyBytes: Buffer.byteLength(raw),
-        bodyDigest,
-        contentType: typeof request.headers['content-type'] === 'string' ? request.headers['content-type'] : null,
-        hits: a.hits,
-        action: a.action,
-        ruleIds: a.ruleIds,
-        forwardedBytes: Buffer.byteLength(a.text),
-        forwardedDigest: a.text === raw ? bodyDigest : sha256(a.text),
-      });
+      await recorder.admitted(facts(request), admittedFacts(request, a), release);
       return true;
     } catch {
       send(request, reply, evidenceUnavailable);
       return false;
     }
+  };
+
+  const admittedFacts = (request: FastifyRequest, a: Admitted): AdmittedFacts => {
+    const raw = request.rawBody ?? '';
+    const bodyDigest = sha256(raw);
+    return {
+      bodyBytes: Buffer.byteLength(raw),
+      bodyDigest,
+      contentType: typeof request.headers['content-type'] === 'string' ? request.headers['content-type'] : null,
+      hits: a.hits,
+      action: a.action,
+      ruleIds: a.ruleIds,
+      forwardedBytes: Buffer.byteLength(a.text),
+      forwardedDigest: a.text === raw ? bodyDigest : sha256(a.text),
+    };
   };
 
   /** The evidence of a completed exchange; the response is acknowledged only once it is durable. */
@@ -514,6 +541,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       ttfbUs: null,
     });
     if (!recorded) return send(request, reply, evidenceUnavailable);
+    if (ctx.preopened) {
+      // A held streaming request whose upstream answered without a stream (an error): the
+      // Anthropic error body is exactly an SSE error event's data.
+      if (!reply.raw.destroyed) reply.raw.end(`event: error\ndata: ${text.replace(/\n/g, ' ')}\n\n`);
+      return reply;
+    }
     return reply.code(res.statusCode).headers(headers).header('content-type', contentType || 'application/json').send(text);
   };
 
@@ -570,15 +603,18 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     let sentBytes = 0;
     const digest = createHash('sha256');
     let ttfbUs: number | null = null;
-    reply.hijack();
     const out = reply.raw;
-    out.writeHead(200, {
-      ...headers,
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
+    // A held request's SSE response is already open: the model's events continue it.
+    if (!ctx.preopened) {
+      reply.hijack();
+      out.writeHead(200, {
+        ...headers,
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+    }
     ctx.status = 200;
     let firstByte = true;
     const write = async (chunk: string) => {
@@ -652,9 +688,171 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       rec.refused(facts(request), { status: 403, stage: 'masking', ruleId: 'builtin.pan', reason: 'card number in the response', direction: 'response', bodyBytes: 0, bodyDigest: sha256(''), contentType: null, hits }),
     );
 
+  // ---- approvals: hold, or ask-and-retry ----
+  const gate = deps.control && deps.holder && config.approvals.rules.length > 0 ? new ApprovalGate(config.approvals, deps.control) : undefined;
+  /** Held requests, aborted with 'gateway_shutdown' when the gateway closes. */
+  const holds = new Set<AbortController>();
+
+  /**
+   * Decides whether an admitted request needs an approval and, if so, holds it or answers with the
+   * approval id. Returns the release to record when the request may go on, `undefined` when no
+   * approval applies, or 'answered' when the caller has been answered.
+   */
+  const approvalStep = async (request: FastifyRequest, reply: FastifyReply, route: RouteName, a: Admitted): Promise<Release | undefined | 'answered'> => {
+    if (!gate) return undefined;
+    const ctx = request.attest;
+    const principal = ctx.principal!;
+    const body = request.body as Record<string, unknown>;
+    const header = request.headers[APPROVAL_ID_HEADER];
+    // A body sent with masking 'allow' may hold raw card data: its digest is keyed.
+    const digest = gate.digest(route, ctx.model!, body, a.action === 'allow' ? deps.digestKey : undefined);
+    const holder = deps.holder!();
+    const approvalRefusal = async (code: string, message: string, approvalId: string, extra: { held?: boolean; also?: ApprovalEvidence } = {}) => {
+      metrics.policyDenials.inc({ rule: code });
+      await refuse(request, reply, gatewayError(403, 'permission_error', code, message), { stage: 'approval', ruleId: `approval.${code}`, direction: 'request', hits: a.hits, approvalId, ...extra });
+      return 'answered' as const;
+    };
+
+    if (typeof header === 'string' && header.length > 0) {
+      if (header.length > 128) return approvalRefusal('approval_invalid', `${APPROVAL_ID_HEADER} is not an approval id`, header.slice(0, 128));
+      const verdict = gate.checkRetry(header, digest, principal);
+      if (!verdict.ok) return approvalRefusal(verdict.code, verdict.message, header);
+      const released = releasedEvidence(request, header, digest, holder, principal);
+      return { approvalId: header, evidence: released, held: false };
+    }
+
+    const match = gate.match(principal, route, ctx.model!, body, a.hits.length > 0);
+    if (!match) return undefined;
+    let opened: OpenedApproval;
+    try {
+      opened = gate.open({
+        match,
+        principal,
+        digest,
+        hold: { ...holder, holdId: ctx.id },
+        requestId: ctx.id,
+        sessionId: facts(request).sessionId,
+        model: ctx.model!,
+        route,
+        promptExcerpt: promptTextOf(body).slice(0, MAX_EXCERPT_CHARS),
+      });
+    } catch (err) {
+      request.log.error({ requestId: ctx.id, code: (err as { code?: string }).code }, 'approval could not be opened');
+      return approvalRefusal('approval_unavailable', 'the approval could not be requested; retry shortly', 'none');
+    }
+    const requested = toEvidence(opened.event, opened.state);
+    if (recorder) {
+      try {
+        await recorder.held(facts(request), admittedFacts(request, a), match.rule.id, requested);
+      } catch {
+        send(request, reply, evidenceUnavailable);
+        return 'answered';
+      }
+    }
+    metrics.approvals.inc({ outcome: 'requested', mode: match.rule.mode });
+    const answer = approvalAnswer(opened.state)!;
+    if (match.rule.mode === 'ask_and_retry') {
+      send(request, reply, gatewayError(answer.status, answer.errorType, answer.code, answer.message), { [APPROVAL_ID_HEADER]: opened.approvalId });
+      return 'answered';
+    }
+    return holdRequest(request, reply, opened, a, holder);
+  };
+
+  const holdRequest = async (request: FastifyRequest, reply: FastifyReply, opened: OpenedApproval, a: Admitted, holder: { gatewayId: string; instanceId: string }): Promise<Release | 'answered'> => {
+    const ctx = request.attest;
+    const id = opened.approvalId;
+    const ac = new AbortController();
+    holds.add(ac);
+    // The approvals processor expires the approval at expiresAtMs and says so on the control
+    // channel; this timer only guarantees nobody waits forever if no processor runs.
+    const timer = setTimeout(() => ac.abort('expired'), Math.max(0, opened.state.expiresAtMs - Date.now()) + HOLD_GRACE_MS);
+    const onClose = () => {
+      if (!reply.raw.writableFinished) ac.abort('caller_disconnected');
+    };
+    reply.raw.on('close', onClose);
+    let keepAlive: NodeJS.Timeout | undefined;
+    if (ctx.stream) {
+      // Streaming callers get the SSE response at once, with comments to keep proxies from
+      // closing an idle connection; the model's events follow once the request is released.
+      reply.hijack();
+      reply.raw.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+        'x-attest-request-id': ctx.id,
+        [APPROVAL_ID_HEADER]: id,
+      });
+      reply.raw.write(`: attest: waiting for approval ${id}\n\n`);
+      ctx.preopened = true;
+      ctx.status = 200;
+      keepAlive = setInterval(() => {
+        if (!reply.raw.destroyed) reply.raw.write(': keep-alive\n\n');
+      }, config.approvals.keepAliveMs);
+    }
+    let outcome: ApprovalResolution | 'expired' | 'caller_disconnected' | 'gateway_shutdown';
+    try {
+      outcome = await gate!.wait(id, ac.signal);
+    } catch (reason) {
+      outcome = reason === 'caller_disconnected' || reason === 'gateway_shutdown' ? reason : 'expired';
+    } finally {
+      clearTimeout(timer);
+      clearInterval(keepAlive);
+      reply.raw.off('close', onClose);
+      holds.delete(ac);
+    }
+    const cancelled = (reason: 'caller_disconnected' | 'gateway_shutdown') =>
+      toEvidence({ type: 'cancelled', approvalId: id, atMs: Date.now(), reason }, opened.state);
+    if (outcome === 'caller_disconnected') {
+      ctx.outcome = 'client_aborted';
+      metrics.approvals.inc({ outcome: 'cancelled', mode: 'hold' });
+      await recordBestEffort(request, 'approval.cancelled', (rec) => rec.refused(facts(request), { status: 499, stage: 'approval', ruleId: 'approval.approval_cancelled', reason: 'the caller went away while the request was held', direction: 'request', bodyBytes: 0, bodyDigest: sha256(''), contentType: null, hits: [], approvalId: id, held: true, also: cancelled('caller_disconnected') }));
+      if (!ctx.preopened) reply.hijack();
+      return 'answered';
+    }
+    if (outcome === 'gateway_shutdown') {
+      metrics.approvals.inc({ outcome: 'cancelled', mode: 'hold' });
+      await recordBestEffort(request, 'approval.cancelled', (rec) => rec.refused(facts(request), { status: 503, stage: 'approval', ruleId: 'approval.approval_cancelled', reason: 'the gateway shut down while the request was held', direction: 'request', bodyBytes: 0, bodyDigest: sha256(''), contentType: null, hits: [], approvalId: id, held: true, also: cancelled('gateway_shutdown') }));
+      send(request, reply, gatewayError(503, 'api_error', 'approval_cancelled', `the gateway restarted while request was held for approval ${id}; send the request again to ask for a new approval`));
+      return 'answered';
+    }
+    const refuseHeld = async (code: string, message: string) => {
+      metrics.approvals.inc({ outcome: code, mode: 'hold' });
+      await refuse(request, reply, gatewayError(403, 'permission_error', code, message), { stage: 'approval', ruleId: `approval.${code}`, direction: 'request', hits: a.hits, approvalId: id, held: true });
+      return 'answered' as const;
+    };
+    if (outcome === 'expired') return refuseHeld('approval_expired', `approval ${id} under rule '${opened.match.rule.id}' was not granted before it expired; send the request again to ask for a new approval`);
+    if (outcome.outcome !== 'approved') {
+      const code = outcome.outcome === 'rejected' ? 'approval_rejected' : outcome.outcome === 'expired' ? 'approval_expired' : 'approval_cancelled';
+      return refuseHeld(code, `approval ${id} under rule '${opened.match.rule.id}' was ${outcome.outcome}${outcome.reason ? `: ${outcome.reason}` : ''}`);
+    }
+    // Defence in depth: the resolution must be for exactly this request.
+    if (outcome.requestDigest !== opened.digest) return refuseHeld('approval_digest_mismatch', `approval ${id} does not match this request`);
+    metrics.approvals.inc({ outcome: 'released', mode: 'hold' });
+    const released = toEvidence({ type: 'released', approvalId: id, atMs: Date.now(), requestDigest: opened.digest, hold: { ...holder, holdId: ctx.id } }, opened.state);
+    return { approvalId: id, evidence: released, held: true };
+  };
+
+  /** approval.released for an ask-and-retry retry (a new HTTP request: no state of its own). */
+  const releasedEvidence = (request: FastifyRequest, approvalId: string, digest: string, holder: { gatewayId: string; instanceId: string }, principal: Principal): ApprovalEvidence => {
+    const ctx = request.attest;
+    return {
+      type: 'approval.released',
+      timeUs: Date.now() * 1000,
+      actor: actorFromPrincipal(principal),
+      outcome: { result: 'success', status: null, reason: null },
+      correlation: { sessionId: facts(request).sessionId, requestId: ctx.id, upstreamRequestId: null },
+      target: { protocol: 'http', service: 'anthropic', resource: ctx.route, model: ctx.model ?? '' },
+      payload: { approvalId, requestDigest: digest, gatewayId: holder.gatewayId, instanceId: holder.instanceId, holdId: ctx.id },
+    };
+  };
+
   const modelCall = (route: 'messages' | 'count_tokens', path: string) => async (request: FastifyRequest, reply: FastifyReply) => {
     const admitted = await admitModelCall(request, reply, route);
-    if (!admitted || !(await recordAdmission(request, reply, admitted))) return reply;
+    if (!admitted) return reply;
+    const release = route === 'messages' ? await approvalStep(request, reply, route, admitted) : undefined;
+    if (release === 'answered') return reply;
+    if (!(await recordAdmission(request, reply, admitted, release))) return reply;
     return callUpstream(request, reply, 'POST', path, admitted.text);
   };
 
@@ -679,6 +877,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   app.addHook('preClose', async () => {
     closing = true;
+    for (const h of holds) h.abort('gateway_shutdown');
   });
   app.addHook('onClose', async () => {
     await upstream.close();

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { actorFromPrincipal } from '../../common/src/evidence/actor';
 import { AUTH_REASON_CODE } from '../../common/src/evidence/auth-reason';
 import type { AuthFailureReason, Principal } from '../../common/src/identity';
-import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
+import { systemActor, type EvidenceEmitter } from '../../common/src/evidence/emitter';
+import type { ApprovalEvidence } from '../../common/src/approvals';
 import type { Actor, Correlation, EventType, MaskHit, MaskingSummary, Source, Target, UnchainedEvent } from '../../common/src/events';
 import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
 import type { MaskingAction } from '../../common/src/config';
@@ -35,6 +36,24 @@ export interface ExchangeFacts {
   model?: string;
   stream: boolean;
   upstreamRequestId?: string;
+}
+
+export interface AdmittedFacts {
+  bodyBytes: number;
+  bodyDigest: Buffer;
+  contentType: string | null;
+  hits: LocatedHit[];
+  action: MaskingAction;
+  ruleIds: string[];
+  forwardedBytes: number;
+  forwardedDigest: Buffer;
+}
+
+/** The approval that lets a request through: its approval.released evidence, and whether the request was held (its receipt already recorded). */
+export interface Release {
+  approvalId: string;
+  evidence: ApprovalEvidence;
+  held: boolean;
 }
 
 export interface ResponseFacts {
@@ -82,10 +101,15 @@ export class GatewayRecorder {
   }
 
   /** Durable before the upstream call; rejects (and the caller fails closed) if the log cannot confirm. */
-  async admitted(f: ExchangeFacts, req: { bodyBytes: number; bodyDigest: Buffer; contentType: string | null; hits: LocatedHit[]; action: MaskingAction; ruleIds: string[]; forwardedBytes: number; forwardedDigest: Buffer }): Promise<void> {
-    const events: UnchainedEvent<EventType>[] = [this.received(f, req, 'success', null)];
+  async admitted(f: ExchangeFacts, req: AdmittedFacts, approval?: Release): Promise<void> {
+    const events: UnchainedEvent<EventType>[] = [];
     const decision = req.hits.length > 0 && req.action === 'mask' ? 'mask' : 'allow';
-    events.push(this.decided(f, decision, req.ruleIds, null));
+    // A held request's receipt and hold decision were recorded when it was held.
+    if (!approval?.held) {
+      events.push(this.received(f, req, 'success', null));
+      events.push(this.decided(f, decision, req.ruleIds, null, approval?.approvalId ?? null));
+    }
+    if (approval) events.push(this.approval(f, approval.evidence));
     if (req.hits.length > 0) events.push(this.masked(f, 'request', req.hits, req.action, req.bodyDigest, req.forwardedDigest));
     events.push(
       this.emitter.build('gateway.request.forwarded', {
@@ -100,13 +124,25 @@ export class GatewayRecorder {
     await this.emitter.emit(events, f.sessionId);
   }
 
+  /**
+   * A request held for approval: received, the hold decision and approval.requested, durable before
+   * the caller is held or told to retry (fail closed).
+   */
+  async held(f: ExchangeFacts, req: AdmittedFacts, ruleId: string, requested: ApprovalEvidence): Promise<void> {
+    await this.emitter.emit(
+      [this.received(f, req, 'success', null), this.decided(f, 'hold', [...req.ruleIds, ruleId], 'approval required', requested.payload.approvalId), this.approval(f, requested)],
+      f.sessionId,
+    );
+  }
+
   async refused(
     f: ExchangeFacts,
-    r: { status: number; stage: BlockStage; ruleId: string; reason: string; direction: 'request' | 'response'; bodyBytes: number; bodyDigest: Buffer; contentType: string | null; hits: LocatedHit[] },
+    r: { status: number; stage: BlockStage; ruleId: string; reason: string; direction: 'request' | 'response'; bodyBytes: number; bodyDigest: Buffer; contentType: string | null; hits: LocatedHit[]; approvalId?: string; held?: boolean; also?: ApprovalEvidence },
   ): Promise<void> {
     const events: UnchainedEvent<EventType>[] = [];
-    if (r.direction === 'request') events.push(this.received(f, { ...r, action: 'block' }, 'failure', r.status));
-    events.push(this.decided(f, 'deny', [r.ruleId], r.reason));
+    if (r.direction === 'request' && !r.held) events.push(this.received(f, { ...r, action: 'block' }, 'failure', r.status));
+    if (r.also) events.push(this.approval(f, r.also));
+    events.push(this.decided(f, 'deny', [r.ruleId], r.reason, r.approvalId ?? null));
     if (r.hits.length > 0) events.push(this.masked(f, r.direction, r.hits, 'block', r.bodyDigest, null));
     events.push(
       this.emitter.build('gateway.request.blocked', {
@@ -115,7 +151,7 @@ export class GatewayRecorder {
         target: target(f),
         outcome: { result: 'failure', status: r.status, reason: r.reason },
         correlation: correlation(f),
-        payload: { ruleId: r.ruleId, direction: r.direction, stage: r.stage, approvalId: null },
+        payload: { ruleId: r.ruleId, direction: r.direction, stage: r.stage, approvalId: r.approvalId ?? null },
       }),
     );
     await this.emitter.emit(events, f.sessionId);
@@ -149,6 +185,18 @@ export class GatewayRecorder {
     await this.emitter.emit(events, f.sessionId);
   }
 
+  /** An approval.* event the gateway itself records (requested, released, cancelled). */
+  private approval(f: ExchangeFacts, ev: ApprovalEvidence) {
+    return this.emitter.build(ev.type, {
+      actor: ev.actor ?? systemActor(this.emitter.producer.id),
+      source: source(f),
+      target: ev.target,
+      outcome: ev.outcome,
+      correlation: ev.correlation,
+      payload: ev.payload,
+    } as Parameters<EvidenceEmitter['build']>[1]);
+  }
+
   private received(
     f: ExchangeFacts,
     req: { bodyBytes: number; bodyDigest: Buffer; contentType: string | null; hits: LocatedHit[]; action: MaskingAction },
@@ -165,14 +213,14 @@ export class GatewayRecorder {
     });
   }
 
-  private decided(f: ExchangeFacts, decision: 'allow' | 'deny' | 'mask', ruleIds: string[], reason: string | null) {
+  private decided(f: ExchangeFacts, decision: 'allow' | 'deny' | 'mask' | 'hold', ruleIds: string[], reason: string | null, approvalId: string | null = null) {
     return this.emitter.build('policy.decided', {
       actor: actor(f),
       source: source(f),
       target: target(f),
       outcome: { result: decision === 'deny' ? 'failure' : 'success', status: decision === 'deny' ? 403 : null, reason },
       correlation: correlation(f),
-      payload: { policyId: this.policy.id, policyVersion: this.policy.version, decision, ruleIds, reason, approvalId: null },
+      payload: { policyId: this.policy.id, policyVersion: this.policy.version, decision, ruleIds, reason, approvalId },
     });
   }
 

@@ -109,6 +109,9 @@ export async function startGateway(
     recorder,
     jwks: () => evidence.keyring.jwks(),
     control,
+    holder: () => ({ gatewayId: evidence.emitter.producer.id, instanceId: evidence.emitter.producer.epoch }),
+    // A derived key, not the PAN key itself: approval digests of bodies that may hold raw PANs.
+    digestKey: Buffer.from(evidence.panKey.hash('attest.approval.request-digest.v1'), 'base64url'),
     metrics: createGatewayMetrics({ defaultMetrics: true }),
   });
   // The evidence closes after the last in-flight exchange has been recorded.

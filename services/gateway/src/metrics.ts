@@ -38,6 +38,12 @@ export function createGatewayMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    approvals: new Counter({
+      name: 'attest_approvals_total',
+      help: 'Approval outcomes at this gateway (requested, released, rejected, expired, cancelled, ...), by mode.',
+      labelNames: ['outcome', 'mode'] as const,
+      registers: [registry],
+    }),
     policyDenials: new Counter({
       name: 'attest_policy_denials_total',
       help: 'Requests refused by policy, by rule.',

@@ -51,5 +51,15 @@ export {
   type Vote,
 } from './lifecycle';
 export { ApprovalBook, type ApprovalBookOptions, type ExecuteResult, type PersistEvents } from './book';
-export { actorOf, toEvidence, type ApprovalEvidence } from './evidence';
+export {
+  APPROVAL_EVIDENCE_TYPES,
+  UNRELEASABLE_DIGEST,
+  UNRELEASABLE_HOLD,
+  actorOf,
+  fromEvidence,
+  principalOf,
+  toEvidence,
+  type ApprovalEvidence,
+  type ApprovalEvidenceType,
+} from './evidence';
 export { APPROVAL_ID_HEADER, approvalAnswer, type ApprovalAnswer, type ApprovalAnswerCode } from './answers';

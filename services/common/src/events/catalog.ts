@@ -39,6 +39,8 @@ export const EVENT_TYPES = [
   'finding.opened',
   'finding.updated',
   'finding.closed',
+  'approval.released',
+  'approval.cancelled',
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -61,9 +63,11 @@ export const EVENT_CATALOG: { readonly [K in EventType]: CatalogEntry } = {
   'gateway.request.blocked': { code: 'AG2001', version: 1 },
   'policy.decided': { code: 'AP1001', version: 1 },
   'data.masked': { code: 'AM1001', version: 1 },
-  'approval.requested': { code: 'AV1001', version: 1 },
+  'approval.requested': { code: 'AV1001', version: 2 },
   'approval.decided': { code: 'AV1002', version: 1 },
-  'approval.expired': { code: 'AV2001', version: 1 },
+  'approval.released': { code: 'AV1003', version: 1 },
+  'approval.expired': { code: 'AV2001', version: 2 },
+  'approval.cancelled': { code: 'AV2002', version: 1 },
   'db.query.executed': { code: 'AD1001', version: 1 },
   'risk.detected': { code: 'AR2001', version: 1 },
   'identity.restored': { code: 'AI1001', version: 1 },

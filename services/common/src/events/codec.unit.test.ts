@@ -258,18 +258,19 @@ describe('schema resolution', () => {
     return schema;
   }
 
-  it('decodes every type written with v1 into a v2 reader that added a field with a default', () => {
+  it('decodes every type written with its current version into a next version that added a field with a default', () => {
     const registry = new SchemaRegistry();
     for (const type of EVENT_TYPES) {
-      const v1 = set.current.get(type);
-      if (v1 === undefined) throw new Error(type);
-      registry.register(v1);
-      registry.setCurrent(loadedSchema(type, 2, withExtraPayloadField(type, { name: 'addedInV2', type: ['null', 'string'], default: null, doc: 'x' }), 'test'));
+      const current = set.current.get(type);
+      if (current === undefined) throw new Error(type);
+      registry.register(current);
+      const next = withExtraPayloadField(type, { name: 'addedInV2', type: ['null', 'string'], default: null, doc: 'x' });
+      registry.setCurrent(loadedSchema(type, current.version + 1, next, 'test'));
     }
     const v2codec = new EventCodec(registry);
     for (const type of EVENT_TYPES) {
       const decoded = v2codec.decode(codec.encode(sampleEvent(type)));
-      expect(decoded.writerVersion).toBe(1);
+      expect(decoded.writerVersion).toBe(EVENT_CATALOG[type].version);
       expect(decoded.event).toEqual({ ...sampleEvent(type), payload: { ...sampleEvent(type).payload, addedInV2: null } });
     }
   });

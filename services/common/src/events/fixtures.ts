@@ -281,6 +281,12 @@ export const SAMPLE_PARTS: { readonly [K in EventType]: EventParts<K> } = {
       approverGroups: ['approvers'],
       quorum: 1,
       expiresAtUs: BASE_TIME_US + 900_000_000,
+      mode: 'hold',
+      requestDigest: digest('POST payments refund batch INC-2291').toString('hex'),
+      reasons: ["caller is in group 'payments-eng'", "prompt mentions 'refund'"],
+      excerpt: 'Refund the duplicate charges on card ************1111 from INC-2291 (batch of 14).',
+      hold: { gatewayId: 'gateway-7f9c', instanceId: '0196b1f2-6c1e-7a3b-9d4e-5f6a7b8c9d0e', holdId: 'req_01JAX3MB7D2F0H4J6K8M1P3R5T' },
+      releaseWindowUs: 600_000_000,
     },
   },
   'approval.decided': {
@@ -305,6 +311,7 @@ export const SAMPLE_PARTS: { readonly [K in EventType]: EventParts<K> } = {
       expiresAtUs: BASE_TIME_US,
       approvals: 0,
       quorum: 2,
+      stage: 'pending',
     },
   },
   'db.query.executed': {
@@ -525,6 +532,30 @@ export const SAMPLE_PARTS: { readonly [K in EventType]: EventParts<K> } = {
       openedAtUs: BASE_TIME_US - 3_600_000_000,
       endedAtUs: BASE_TIME_US - 1_800_000_000,
     },
+  },
+  'approval.released': {
+    tenantId: 'acme',
+    actor: agent,
+    source: caller,
+    target: payments,
+    outcome: okInternal,
+    correlation: request,
+    payload: {
+      approvalId: 'apr_01JAX3P4',
+      requestDigest: digest('POST payments refund batch INC-2291').toString('hex'),
+      gatewayId: 'gateway-7f9c',
+      instanceId: '0196b1f2-6c1e-7a3b-9d4e-5f6a7b8c9d0e',
+      holdId: 'req_01JAX3MB7D2F0H4J6K8M1P3R5T',
+    },
+  },
+  'approval.cancelled': {
+    tenantId: 'acme',
+    actor: system('gateway'),
+    source: internal,
+    target: payments,
+    outcome: failed(null, 'approval_cancelled'),
+    correlation: request,
+    payload: { approvalId: 'apr_01JAX3R1', reason: 'gateway_restarted' },
   },
 };
 

@@ -72,6 +72,8 @@ export const PCI_REQUIREMENTS_BY_TYPE: { readonly [K in EventType]: readonly Pci
   'approval.requested': ['7.2.2', '7.2.3'],
   'approval.decided': ['7.2.2', '7.2.3'],
   'approval.expired': ['7.2.2', '7.2.3'],
+  'approval.released': ['7.2.2', '7.2.3'],
+  'approval.cancelled': ['7.2.2', '7.2.3'],
   'db.query.executed': ['7.2.6', '10.2.1.1'],
   'risk.detected': ['10.4.1', '10.4.1.1'],
   'identity.suspended': ['10.2.1.5'],

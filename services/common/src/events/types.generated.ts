@@ -541,6 +541,54 @@ export interface ApprovalRequestedPayload {
   readonly quorum: number;
   /** When the request expires unanswered, in microseconds since the Unix epoch, UTC. */
   readonly expiresAtUs: number;
+  /**
+   * How the caller waits, from the rule: 'hold' (the gateway keeps the request and forwards it once
+   * approved) or 'ask_and_retry' (the caller is refused and retries the same request with the
+   * approval id). Null in events written before version 2; such an approval can never release a
+   * request.
+   */
+  readonly mode: string | null;
+  /**
+   * The request digest (64 lowercase hex characters) of the one request approving releases: a keyed
+   * or unkeyed SHA-256 over the canonical request after masking, never over raw card data (PCI DSS
+   * 3.5.1.1). A release must present the same digest. Null in events written before version 2.
+   */
+  readonly requestDigest: string | null;
+  /**
+   * Why the rule matched, one entry per condition that held, e.g. "caller is in group
+   * 'contractors'" or "prompt matches pattern #1 of rule 'bulk-export'"; PAN-masked, never the
+   * content itself. Empty in events written before version 2.
+   */
+  readonly reasons: readonly string[];
+  /**
+   * The excerpt of the prompt shown to approvers, PAN-masked (BIN and last four at most, PCI DSS
+   * 3.4.1) before it was cut to 500 characters (an ellipsis marks a cut). Null when none was shown,
+   * and in events written before version 2.
+   */
+  readonly excerpt: string | null;
+  /**
+   * The held request approving releases. In hold mode only this very hold can be released; in
+   * ask-and-retry mode it names the request that asked. Null in events written before version 2.
+   */
+  readonly hold: ApprovalHold | null;
+  /**
+   * How long an approval stays usable once approved, in microseconds; unused by then, it expires
+   * (approval.expired, stage 'unreleased'). Null in events written before version 2.
+   */
+  readonly releaseWindowUs: number | null;
+}
+
+/** The held request an approval may release: one gateway run's one hold. */
+export interface ApprovalHold {
+  /** Stable id of the gateway that holds the request (its producer id). */
+  readonly gatewayId: string;
+  /**
+   * Id of the gateway run holding it (its producer epoch): a restart changes it, and a new run
+   * cannot release an old run's hold.
+   */
+  readonly instanceId: string;
+  /** Id of the held request within the run (the gateway's request id). */
+  readonly holdId: string;
 }
 
 /** Payload of approval.decided. */
@@ -576,6 +624,12 @@ export interface ApprovalExpiredPayload {
   readonly approvals: number;
   /** Approvals that were needed. */
   readonly quorum: number;
+  /**
+   * What expired: 'pending' (no quorum before expiresAtUs) or 'unreleased' (approved, but the
+   * request was not released within the release window that ended at expiresAtUs). Null in events
+   * written before version 2.
+   */
+  readonly stage: string | null;
 }
 
 /** Payload of db.query.executed. */
@@ -926,6 +980,43 @@ export const FINDING_RESOLUTION_SYMBOLS = ['resolved', 'false_positive', 'accept
 /** How the finding was closed. */
 export type FindingResolution = (typeof FINDING_RESOLUTION_SYMBOLS)[number];
 
+/** Payload of approval.released. */
+export interface ApprovalReleasedPayload {
+  /** Id of the approval request. */
+  readonly approvalId: string;
+  /**
+   * Request digest (64 lowercase hex characters) of the released request; equals the one in
+   * approval.requested.
+   */
+  readonly requestDigest: string;
+  /** Stable id of the gateway that forwarded the request (its producer id). */
+  readonly gatewayId: string;
+  /** Id of the gateway run that forwarded it (its producer epoch). */
+  readonly instanceId: string;
+  /**
+   * Id of the released request within that run: the held request in hold mode, the retried request
+   * in ask-and-retry mode.
+   */
+  readonly holdId: string;
+}
+
+/** Payload of approval.cancelled. */
+export interface ApprovalCancelledPayload {
+  /** Id of the approval request. */
+  readonly approvalId: string;
+  /** Why it was cancelled. */
+  readonly reason: ApprovalCancelReason;
+}
+
+/** Symbols of {@link ApprovalCancelReason}, in schema order. */
+export const APPROVAL_CANCEL_REASON_SYMBOLS = ['caller_disconnected', 'gateway_restarted', 'gateway_shutdown', 'withdrawn', 'unknown'] as const;
+/**
+ * Why the held request can no longer be released: caller_disconnected (the caller closed the
+ * connection while held), gateway_restarted (a new gateway run found the hold of an old one),
+ * gateway_shutdown (the gateway stopped while holding it), withdrawn (the request was withdrawn).
+ */
+export type ApprovalCancelReason = (typeof APPROVAL_CANCEL_REASON_SYMBOLS)[number];
+
 /** Payload type of every event type. */
 export interface PayloadMap {
   readonly 'session.started': SessionStartedPayload;
@@ -954,6 +1045,8 @@ export interface PayloadMap {
   readonly 'finding.opened': FindingOpenedPayload;
   readonly 'finding.updated': FindingUpdatedPayload;
   readonly 'finding.closed': FindingClosedPayload;
+  readonly 'approval.released': ApprovalReleasedPayload;
+  readonly 'approval.cancelled': ApprovalCancelledPayload;
 }
 
 export type SessionStartedEvent = AttestEvent<'session.started'>;
@@ -982,6 +1075,8 @@ export type IntegrityCheckpointEvent = AttestEvent<'integrity.checkpoint'>;
 export type FindingOpenedEvent = AttestEvent<'finding.opened'>;
 export type FindingUpdatedEvent = AttestEvent<'finding.updated'>;
 export type FindingClosedEvent = AttestEvent<'finding.closed'>;
+export type ApprovalReleasedEvent = AttestEvent<'approval.released'>;
+export type ApprovalCancelledEvent = AttestEvent<'approval.cancelled'>;
 
 /** Exactly the keys of T: a missing or extra field fails to compile. */
 type FieldSet<T> = { readonly [K in keyof T]-?: true };
@@ -1020,11 +1115,12 @@ export const RECORD_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'dev.attest.events.MaskHit': Object.keys({ ruleId: true, detector: true, direction: true, location: true, bin: true, last4: true, panHmac: true, panHmacKeyId: true, action: true } satisfies FieldSet<MaskHit>),
   'dev.attest.events.MaskLocation': Object.keys({ jsonPath: true, contentBlockIndex: true, charOffset: true } satisfies FieldSet<MaskLocation>),
   'dev.attest.events.ApprovalRequested': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'approval.requested'>>),
-  'dev.attest.events.ApprovalRequestedPayload': Object.keys({ approvalId: true, scope: true, policyRuleId: true, justification: true, approverGroups: true, quorum: true, expiresAtUs: true } satisfies FieldSet<ApprovalRequestedPayload>),
+  'dev.attest.events.ApprovalRequestedPayload': Object.keys({ approvalId: true, scope: true, policyRuleId: true, justification: true, approverGroups: true, quorum: true, expiresAtUs: true, mode: true, requestDigest: true, reasons: true, excerpt: true, hold: true, releaseWindowUs: true } satisfies FieldSet<ApprovalRequestedPayload>),
+  'dev.attest.events.ApprovalHold': Object.keys({ gatewayId: true, instanceId: true, holdId: true } satisfies FieldSet<ApprovalHold>),
   'dev.attest.events.ApprovalDecided': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'approval.decided'>>),
   'dev.attest.events.ApprovalDecidedPayload': Object.keys({ approvalId: true, decision: true, approvers: true, quorum: true, quorumMet: true, comment: true } satisfies FieldSet<ApprovalDecidedPayload>),
   'dev.attest.events.ApprovalExpired': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'approval.expired'>>),
-  'dev.attest.events.ApprovalExpiredPayload': Object.keys({ approvalId: true, requestedAtUs: true, expiresAtUs: true, approvals: true, quorum: true } satisfies FieldSet<ApprovalExpiredPayload>),
+  'dev.attest.events.ApprovalExpiredPayload': Object.keys({ approvalId: true, requestedAtUs: true, expiresAtUs: true, approvals: true, quorum: true, stage: true } satisfies FieldSet<ApprovalExpiredPayload>),
   'dev.attest.events.DbQueryExecuted': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'db.query.executed'>>),
   'dev.attest.events.DbQueryExecutedPayload': Object.keys({ database: true, dbUser: true, statementKind: true, statement: true, statementDigest: true, tables: true, decision: true, rowsReturned: true, rowsAffected: true, durationUs: true, sqlState: true, masking: true } satisfies FieldSet<DbQueryExecutedPayload>),
   'dev.attest.events.RiskDetected': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'risk.detected'>>),
@@ -1052,6 +1148,10 @@ export const RECORD_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'dev.attest.events.FindingUpdatedPayload': Object.keys({ findingId: true, status: true, severity: true, assignee: true, note: true, relatedEventIds: true } satisfies FieldSet<FindingUpdatedPayload>),
   'dev.attest.events.FindingClosed': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'finding.closed'>>),
   'dev.attest.events.FindingClosedPayload': Object.keys({ findingId: true, resolution: true, reason: true, openedAtUs: true, endedAtUs: true } satisfies FieldSet<FindingClosedPayload>),
+  'dev.attest.events.ApprovalReleased': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'approval.released'>>),
+  'dev.attest.events.ApprovalReleasedPayload': Object.keys({ approvalId: true, requestDigest: true, gatewayId: true, instanceId: true, holdId: true } satisfies FieldSet<ApprovalReleasedPayload>),
+  'dev.attest.events.ApprovalCancelled': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'approval.cancelled'>>),
+  'dev.attest.events.ApprovalCancelledPayload': Object.keys({ approvalId: true, reason: true } satisfies FieldSet<ApprovalCancelledPayload>),
 };
 
 /** Symbols of every enum, in schema order. */
@@ -1079,4 +1179,5 @@ export const ENUM_SYMBOLS: Readonly<Record<string, readonly string[]>> = {
   'dev.attest.events.FindingCategory': FINDING_CATEGORY_SYMBOLS,
   'dev.attest.events.FindingStatus': FINDING_STATUS_SYMBOLS,
   'dev.attest.events.FindingResolution': FINDING_RESOLUTION_SYMBOLS,
+  'dev.attest.events.ApprovalCancelReason': APPROVAL_CANCEL_REASON_SYMBOLS,
 };
