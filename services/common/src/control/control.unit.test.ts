@@ -31,6 +31,8 @@ const resolved = (approvalId: string, outcome: 'approved' | 'rejected'): Control
   requestDigest: digest,
   reason: 'ok',
   by: ['alice'],
+  requester: { issuer: 'https://idp', subject: 'svc' },
+  mode: 'hold',
   eventId: `ev-a-${approvalId}`,
   atUs: 1,
 });

@@ -41,6 +41,9 @@ export const controlMessageSchema = z.discriminatedUnion('type', [
     reason: z.string().max(1024).nullable(),
     /** Subjects who decided (approvers, or the one who rejected). */
     by: z.array(id).max(64),
+    /** Whose request it is: an ask-and-retry retry is released only for the same caller. */
+    requester: z.strictObject(identityRef),
+    mode: z.enum(['hold', 'ask_and_retry']),
     eventId: id,
     atUs: z.number().int().nonnegative(),
   }),
