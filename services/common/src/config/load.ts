@@ -213,6 +213,15 @@ function crossCheck(c: AttestConfig): ConfigProblem[] {
       fix: 'keep at least 365, or set store.allowRetentionBelowMinimum: true (the override is recorded as evidence)',
     });
   }
+  if (c.log.kind === 'kafka' && c.log.kafka === undefined) {
+    problems.push({ path: 'log.kafka', message: "log.kind is 'kafka' but log.kafka is missing", fix: 'add log.kafka.brokers (host:port of your Kafka brokers)' });
+  }
+  if (c.log.kafka && c.log.kafka.minInsyncReplicas > c.log.kafka.replicationFactor) {
+    problems.push({ path: 'log.kafka.minInsyncReplicas', message: 'min.insync.replicas above the replication factor: every write would be refused', fix: 'keep minInsyncReplicas ≤ replicationFactor (a single broker: both 1)' });
+  }
+  if (c.store.kind === 'clickhouse' && c.store.clickhouse === undefined) {
+    problems.push({ path: 'store.clickhouse', message: "store.kind is 'clickhouse' but store.clickhouse is missing", fix: 'add store.clickhouse.url and its credentials' });
+  }
   if (Object.keys(c.groups).length === 0) {
     problems.push({
       path: 'groups',

@@ -125,6 +125,45 @@ export const configSchema = z.strictObject({
       retentionDays: z.number().int().min(1).max(36_500).default(365),
       /** Allow retentionDays below 365; the change is then recorded as a config.changed event with override. */
       allowRetentionBelowMinimum: z.boolean().default(false),
+      /** 'embedded': ClickHouse in-process (chdb) under dataDir/store; 'clickhouse': a ClickHouse server. */
+      kind: z.enum(['embedded', 'clickhouse']).default('embedded'),
+      clickhouse: z
+        .strictObject({
+          url: z.url(),
+          database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/).default('attest'),
+          username: z.string().min(1).default('attest'),
+          password: secretSource.optional(),
+          /** The read-only user auditor queries run as (PCI DSS 10.3.1: evidence is read, never changed). */
+          readonlyUsername: z.string().min(1).optional(),
+          readonlyPassword: secretSource.optional(),
+          asyncInsert: z.boolean().default(false),
+        })
+        .optional(),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      /** 'file': the embedded durable log under dataDir/log; 'kafka': Apache Kafka. */
+      kind: z.enum(['file', 'kafka']).default('file'),
+      kafka: z
+        .strictObject({
+          brokers: z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, 'host:port')).min(1),
+          clientId: z.string().min(1).max(200).default('attest'),
+          topics: z
+            .strictObject({
+              events: z.string().min(1).default('attest.events'),
+              control: z.string().min(1).default('attest.control'),
+              deadLetter: z.string().min(1).default('attest.events.dead-letter'),
+            })
+            .prefault({}),
+          /** Create missing topics at start with the documented defaults (docs/kafka.md). */
+          createTopics: z.boolean().default(true),
+          partitions: z.number().int().min(1).max(1000).default(12),
+          replicationFactor: z.number().int().min(1).max(7).default(3),
+          minInsyncReplicas: z.number().int().min(1).max(7).default(2),
+          compression: z.enum(['none', 'gzip', 'snappy', 'lz4']).default('lz4'),
+        })
+        .optional(),
     })
     .prefault({}),
   console: z
