@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kafka, Partitioners, logLevel } from 'kafkajs';
 import { Admin, Consumer, ProduceAcks, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
-import { startKafka, type KafkaBroker } from './harness/kafka';
+import { kafkaForTests, type KafkaBroker } from './harness/kafka';
 
 const N = 1_000;
 const KEYS = 10;
@@ -36,10 +36,11 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 let kafka: KafkaBroker;
 
-// The first run on a machine fetches Kafka's jars with mvn before the broker starts.
+// The run's shared broker (test/harness/kafka-global-setup.ts); the first run on a machine also
+// fetches Kafka's jars with mvn before the broker starts.
 beforeAll(async () => {
-  kafka = await startKafka();
-}, 240_000);
+  kafka = await kafkaForTests();
+}, 300_000);
 
 afterAll(async () => {
   await kafka?.close();

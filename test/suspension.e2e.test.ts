@@ -30,6 +30,9 @@ identity: { devIssuer: { enabled: true } }
 groups:
   developers: { models: ["claude-*"] }
 console: { port: 0, adminGroups: [secops] }
+risk:
+  signals: { repeatedDenials: { threshold: 3 } }
+  suspendAt: { enabled: true, score: null, signals: [repeated-denials] }
 dataDir: ${dataDir}
 logging: { level: silent }
 `;
@@ -138,5 +141,29 @@ describe('identity suspension', () => {
     const blocked = evs.filter((e) => e.metadata.type === 'gateway.request.blocked' && (e.payload as { stage: string }).stage === 'suspension');
     expect(blocked.length).toBeGreaterThanOrEqual(2);
     expect(blocked.every((e) => e.actor.subject === 'svc-payments-bot')).toBe(true);
+  });
+
+  it('the risk processor suspends an identity after repeated denials; every gateway refuses it within a second', async () => {
+    const p = platform ?? (await start());
+    const rogue = await mint('svc-rogue', ['developers']);
+    const client = new Anthropic({ baseURL: p.gateway.url, apiKey: rogue, maxRetries: 0 });
+    // Three requests for a model the group may not use: three denials.
+    for (let i = 0; i < 3; i++) {
+      await expect(client.messages.create({ model: 'gpt-4o', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(Anthropic.PermissionDeniedError);
+    }
+    const t0 = performance.now();
+    let code: string | null = null;
+    while (code !== 'identity_suspended') {
+      code = await call(p, rogue).then(
+        () => 'served',
+        (err: unknown) => (err as InstanceType<typeof Anthropic.PermissionDeniedError>).headers?.get('x-attest-error') ?? 'error',
+      );
+      if (code !== 'identity_suspended' && performance.now() - t0 > 1000) throw new Error(`still ${code} 1 s after the third denial`);
+    }
+    const evs = await events(p);
+    const suspended = evs.filter((e) => e.metadata.type === 'identity.suspended' && (e.payload as { principal: { subject: string } }).principal.subject === 'svc-rogue');
+    expect(suspended).toHaveLength(1);
+    expect(suspended[0]!.metadata.producer).toMatch(/^risk-/);
+    expect(evs.some((e) => e.metadata.type === 'finding.opened' && JSON.stringify(e.payload).includes('repeated-denials'))).toBe(true);
   });
 });

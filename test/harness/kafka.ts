@@ -11,6 +11,9 @@
  *
  * Needs `java` (17+ for Kafka 4.x; `$JAVA_HOME/bin/java` if JAVA_HOME is set) and `mvn` on PATH.
  * `KAFKA_VERSION` overrides the default version. Progress goes to stderr.
+ *
+ * Test files call `kafkaForTests()`: under vitest with test/harness/kafka-global-setup.ts, every file
+ * of a run shares one broker, started by the first file that asks.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,6 +32,10 @@ const MARKER = '.attest-complete';
 export interface KafkaBroker {
   brokers: string[];
   close(): Promise<void>;
+  /** A broker this process started (`dedicated`): stop the JVM, keeping its data and ports. */
+  stop?(): Promise<void>;
+  /** Start it again after stop(), on the same ports and data. */
+  start?(): Promise<void>;
 }
 
 export interface StartKafkaOptions {
@@ -38,6 +45,8 @@ export interface StartKafkaOptions {
   heap?: string;
   /** Time allowed for the broker to answer metadata after start. Default 90 s. */
   startTimeoutMs?: number;
+  /** Start a broker of our own even when KAFKA_BROKERS is set (outage tests stop and start it). */
+  dedicated?: boolean;
 }
 
 function log(msg: string): void {
@@ -204,7 +213,7 @@ async function tail(file: string, chars = 6000): Promise<string> {
 
 export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBroker> {
   const given = process.env.KAFKA_BROKERS?.trim();
-  if (given) {
+  if (given && !opts.dedicated) {
     return { brokers: given.split(',').map((b) => b.trim()).filter(Boolean), close: async () => {} };
   }
   // The free ports are picked before the JVM binds them, and other tests run alongside: another
@@ -288,8 +297,54 @@ async function startKafkaOnce(opts: StartKafkaOptions): Promise<KafkaBroker> {
     throw err;
   }
 
-  const child: ChildProcess = spawn(java, [`-Xmx${opts.heap ?? '512m'}`, ...jvm, '-cp', classpath, 'kafka.Kafka', propsFile], {
-    cwd: work,
+  const brokers = [`127.0.0.1:${port}`];
+  const launch = () =>
+    launchBroker({ java, args: [`-Xmx${opts.heap ?? '512m'}`, ...jvm, '-cp', classpath, 'kafka.Kafka', propsFile], work, port, brokers, logFile, startTimeoutMs: opts.startTimeoutMs });
+  let running: Running;
+  try {
+    running = await launch();
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  log(`Kafka ${version} (KRaft, single node) up on ${brokers[0]} in ${secs(t0)}`);
+
+  let closing: Promise<void> | undefined;
+  return {
+    brokers,
+    close: () =>
+      (closing ??= (async () => {
+        await running.stop();
+        await cleanup();
+      })()),
+    // The same data directory and ports: what was acknowledged before the stop is there after the start.
+    stop: () => running.stop(),
+    start: async () => {
+      if (closing) throw new Error('broker is closed');
+      await running.stop();
+      running = await launch();
+    },
+  };
+}
+
+interface Running {
+  /** SIGTERM (SIGKILL after 15 s); idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Spawns the broker JVM and waits until it answers; on failure it is stopped and the error carries its logs. */
+async function launchBroker(o: {
+  java: string;
+  args: string[];
+  work: string;
+  port: number;
+  brokers: string[];
+  logFile: string;
+  startTimeoutMs: number | undefined;
+}): Promise<Running> {
+  const { port, brokers } = o;
+  const child: ChildProcess = spawn(o.java, o.args, {
+    cwd: o.work,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let console_ = '';
@@ -309,19 +364,21 @@ async function startKafkaOnce(opts: StartKafkaOptions): Promise<KafkaBroker> {
   const stop = async (): Promise<void> => {
     if (!dead) {
       child.kill('SIGTERM');
-      const timeout = sleep(15_000).then(() => 'timeout' as const);
-      if ((await Promise.race([exited.then(() => 'exited' as const), timeout])) === 'timeout') {
+      // A cleared timer, not a bare sleep: a pending 15 s timer would hold the process open after the stop.
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), 15_000)));
+      const how = await Promise.race([exited.then(() => 'exited' as const), timeout]);
+      clearTimeout(timer);
+      if (how === 'timeout') {
         log('broker did not stop within 15 s of SIGTERM; SIGKILL');
         child.kill('SIGKILL');
         await exited;
       }
     }
     process.removeListener('exit', killOnExit);
-    await cleanup();
   };
 
-  const brokers = [`127.0.0.1:${port}`];
-  const deadline = Date.now() + (opts.startTimeoutMs ?? 90_000);
+  const deadline = Date.now() + (o.startTimeoutMs ?? 90_000);
   try {
     while (!(await canConnect(port))) {
       if (dead || spawnError) throw new Error(`broker exited during start${spawnError ? `: ${spawnError.message}` : ''}`);
@@ -358,12 +415,28 @@ async function startKafkaOnce(opts: StartKafkaOptions): Promise<KafkaBroker> {
       await admin.disconnect().catch(() => {});
     }
   } catch (err) {
-    const msg = `${(err as Error).message}\n--- console ---\n${console_}\n--- server.log (tail) ---\n${await tail(logFile)}`;
+    const msg = `${(err as Error).message}\n--- console ---\n${console_}\n--- server.log (tail) ---\n${await tail(o.logFile)}`;
     await stop();
     throw new Error(msg);
   }
-  log(`Kafka ${version} (KRaft, single node) up on ${brokers[0]} in ${secs(t0)}`);
+  return { stop };
+}
 
-  let closing: Promise<void> | undefined;
-  return { brokers, close: () => (closing ??= stop()) };
+/**
+ * The broker for a test file: KAFKA_BROKERS if set, else the run's shared broker from
+ * kafka-global-setup.ts (started on first use), else (a config without that setup) a broker of the
+ * file's own. close() stops only a broker the file started itself.
+ */
+export async function kafkaForTests(): Promise<KafkaBroker> {
+  const given = process.env.KAFKA_BROKERS?.trim();
+  if (given) return startKafka();
+  // Imported lazily: this module also serves benchmarks, which run outside vitest.
+  const { inject } = await import('vitest');
+  const service = inject('attestKafkaService');
+  if (!service) return startKafka();
+  const res = await fetch(service, { signal: AbortSignal.timeout(600_000) });
+  const body = await res.text();
+  if (!res.ok) throw new Error(`the shared Kafka broker did not start:\n${body}`);
+  const { brokers } = JSON.parse(body) as { brokers: string[] };
+  return { brokers, close: async () => {} };
 }

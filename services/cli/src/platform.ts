@@ -6,6 +6,12 @@ import { openEvidence, type EvidenceRuntime } from '../../common/src/evidence/pr
 import { FileEventLog } from '../../common/src/log';
 import { ControlPublisher, ControlState, ControlSubscriber, trustKeyDirectory } from '../../common/src/control';
 import { randomUUID } from 'node:crypto';
+import { ApprovalService } from '../../common/src/approvals/service';
+import { readSecret } from '../../common/src/secrets';
+import { approvalsBackend } from '../../console/src/approvals-backend';
+import { ApprovalsProcessor } from '../../processors/src/approvals/processor';
+import { WebhookNotifier } from '../../processors/src/approvals/notifier';
+import { RiskProcessor } from '../../processors/src/risk-processor';
 import { ChdbEvidenceStore } from '../../common/src/store';
 import { buildConsole } from '../../console/src/app';
 import { createVerifierFromConfig, startGateway, type RunningGateway } from '../../gateway/src/main';
@@ -25,11 +31,34 @@ export interface RunningPlatform {
   gateway: RunningGateway;
   /** The evidence log every component appends to. */
   log: FileEventLog;
+  /** The approval book (console decisions, expiry, notifications). */
+  approvals: ApprovalService;
   /** The control channel: signed decisions every gateway enforces. */
   control: { log: FileEventLog; publisher: ControlPublisher };
   consoleUrl: string | undefined;
   writer: EvidenceWriter;
   close(): Promise<void>;
+}
+
+type ReviewerConfig = NonNullable<LoadedConfig['config']['console']['reviewer']>;
+
+function reviewerDeps(r: ReviewerConfig, approvals: ApprovalService, env: NodeJS.ProcessEnv) {
+  const publicUrl = r.publicUrl.replace(/\/$/, '');
+  return {
+    backend: approvalsBackend(approvals),
+    oidc: {
+      issuer: r.issuer,
+      clientId: r.clientId,
+      ...(r.clientSecret ? { clientSecret: readSecret(r.clientSecret, 'console.reviewer.clientSecret', env) } : {}),
+      redirectUri: `${publicUrl}/reviewer/callback`,
+      scopes: r.scopes,
+      groupsClaim: r.groupsClaim,
+    },
+    reviewerGroups: r.reviewerGroups,
+    sessionKey: readSecret(r.sessionKey, 'console.reviewer.sessionKey', env),
+    publicUrl,
+    sessionTtlSec: r.sessionTtlSec,
+  };
 }
 
 export async function startPlatform(loaded: LoadedConfig, logger: Logger, env: NodeJS.ProcessEnv): Promise<RunningPlatform> {
@@ -94,6 +123,39 @@ export async function startPlatform(loaded: LoadedConfig, logger: Logger, env: N
     const verifier = await createVerifierFromConfig(config, logger);
     const gateway = await startGateway(loaded, logger, env, { log, verifier, control: { log: controlLog, trust } });
     const publisher = new ControlPublisher(controlLog, writerRt.keyring);
+
+    // Approvals: one book, folded from the evidence log, for the reviewer console's decisions and
+    // the processor's expiries and notifications.
+    const approvalsProducer = `approvals-${hostname()}`;
+    const approvalsRt = await openEvidence({ ...producerOf('approvals'), producerId: approvalsProducer });
+    opened.push(() => approvalsRt.close('shutdown'));
+    const approvals = await ApprovalService.start({
+      log,
+      group: `approvals-${randomUUID()}`,
+      emitter: approvalsRt.emitter,
+      publisher: new ControlPublisher(controlLog, approvalsRt.keyring),
+      producerId: approvalsProducer,
+      logger,
+    });
+    opened.push(() => approvals.stop());
+    const notify = config.approvals.notify;
+    const notifier = notify.webhook
+      ? new WebhookNotifier({
+          url: readSecret(notify.webhook, 'approvals.notify.webhook', env),
+          logger,
+          // Notifications link to the reviewer pages: `${consoleUrl}/approvals/<id>`.
+          consoleUrl: `${(notify.consoleUrl ?? config.console.reviewer?.publicUrl ?? `http://${config.console.host}:${config.console.port}`).replace(/\/$/, '')}/reviewer`,
+        })
+      : undefined;
+    const approvalsProcessor = await ApprovalsProcessor.start({ service: approvals, logger, ...(notifier ? { notifier } : {}) });
+    opened.push(() => approvalsProcessor.stop());
+
+    // Risk: signals and findings per identity; suspensions go to every gateway on the control log.
+    const riskRt = await openEvidence({ ...producerOf('risk'), producerId: `risk-${hostname()}` });
+    opened.push(() => riskRt.close('shutdown'));
+    const risk = new RiskProcessor({ log, emitter: riskRt.emitter, publisher: new ControlPublisher(controlLog, riskRt.keyring), policy: config.risk, logger });
+    await risk.start();
+    opened.push(() => risk.stop());
     opened.push(() => gateway.close());
 
     let consoleUrl: string | undefined;
@@ -115,6 +177,7 @@ export async function startPlatform(loaded: LoadedConfig, logger: Logger, env: N
         cadence,
         maxRows: config.console.maxRows,
         identityAdmin: { adminGroups: config.console.adminGroups, publisher: new ControlPublisher(controlLog, consoleRt.keyring), control: consoleControl },
+        ...(config.console.reviewer ? { reviewer: reviewerDeps(config.console.reviewer, approvals, env) } : {}),
       });
       opened.push(() => consoleApp.close());
       await consoleApp.listen({ host: config.console.host, port: config.console.port });
@@ -122,7 +185,7 @@ export async function startPlatform(loaded: LoadedConfig, logger: Logger, env: N
       const port = typeof addr === 'object' && addr ? addr.port : config.console.port;
       consoleUrl = `http://${config.console.host.includes(':') ? `[${config.console.host}]` : config.console.host}:${port}`;
     }
-    return { gateway, consoleUrl, writer, log, control: { log: controlLog, publisher }, close: closeAll };
+    return { gateway, consoleUrl, writer, log, approvals, control: { log: controlLog, publisher }, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { AUTH_REASON_CODE } from '../../common/src/evidence/auth-reason';
+import { registerReviewer, type ReviewerDeps } from './reviewer';
 import { registerIdentityAdmin, type IdentityAdminDeps } from './identities';
 import { actorFromPrincipal } from '../../common/src/evidence/actor';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -60,6 +61,8 @@ export interface ConsoleDeps {
   trustProxy?: boolean;
   /** Wall clock in microseconds (tests). */
   nowUs?: () => number;
+  /** The approvals reviewer console (pages + /v1/approvals); absent: not served. */
+  reviewer?: Omit<ReviewerDeps, 'verifier' | 'logger'>;
   /** The identity admin API (suspend/restore); absent: not served. */
   identityAdmin?: Omit<IdentityAdminDeps, 'emitter' | 'common' | 'nowUs'>;
 }
@@ -458,6 +461,8 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
     out.filters = filters;
     return out;
   };
+
+  if (deps.reviewer !== undefined) registerReviewer(app, { ...deps.reviewer, verifier, logger });
 
   return app;
 }

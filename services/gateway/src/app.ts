@@ -148,6 +148,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       if (!reply.raw.destroyed) reply.raw.end(errorEvent(err));
       return reply;
     }
+    // While shutting down, a response must not leave a keep-alive socket that server.close() then
+    // waits for (keepAliveTimeout): held requests are answered after close() has begun.
+    if (closing) reply.header('connection', 'close');
     return reply
       .headers(extraHeaders)
       .code(err.status)

@@ -63,3 +63,4 @@ export {
   type ApprovalEvidenceType,
 } from './evidence';
 export { APPROVAL_ID_HEADER, approvalAnswer, type ApprovalAnswer, type ApprovalAnswerCode } from './answers';
+export { ApprovalService, type ApprovalServiceOptions, type ApprovalListener, type ExecuteOptions } from './service';

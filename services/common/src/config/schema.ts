@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { approvalPolicySchema } from '../approvals/rules';
+import { riskPolicySchema } from './risk-policy';
 
 /**
  * The one configuration file (YAML) of an Attest deployment. Every key here is documented in the
@@ -176,6 +177,23 @@ export const configSchema = z.strictObject({
       auditorGroups: z.array(z.string().min(1)).min(1).default(['auditors']),
       /** Groups whose members may suspend and restore identities at every gateway. */
       adminGroups: z.array(z.string().min(1)).min(1).default(['attest-admins']),
+      /** The approvals reviewer console: web sign-in (OIDC code + PKCE) and the /v1/approvals API. */
+      reviewer: z
+        .strictObject({
+          issuer: z.url(),
+          clientId: z.string().min(1),
+          /** A confidential client's secret; absent: a public client (PKCE only). */
+          clientSecret: secretSource.optional(),
+          /** The console's external origin; the IdP must allow `${publicUrl}/reviewer/callback`. */
+          publicUrl: z.url(),
+          scopes: z.array(z.string().min(1)).default(['openid', 'profile']),
+          groupsClaim: z.string().min(1).default('groups'),
+          reviewerGroups: z.array(z.string().min(1)).min(1),
+          /** Seals the session cookies: at least 32 random bytes, e.g. `openssl rand -base64 48`. */
+          sessionKey: secretSource,
+          sessionTtlSec: z.number().int().min(60).max(43_200).default(3600),
+        })
+        .optional(),
       maxRows: z.number().int().min(1).max(1_000_000).default(10_000),
     })
     .prefault({}),
@@ -196,6 +214,8 @@ export const configSchema = z.strictObject({
       }),
     )
     .prefault({}),
+  /** Risk rules: signals, scoring, findings, automatic suspension (services/processors/src/risk). */
+  risk: riskPolicySchema.prefault({}),
   dataDir: z.string().min(1).default('./data'),
   logging: z
     .strictObject({

@@ -1,3 +1,4 @@
+import { APPROVAL_ERROR_CODES } from '../../../common/src/approvals/errors';
 import { AttestError } from '../../../common/src/errors';
 import type { AuthFailureReason } from '../../../common/src/identity';
 
@@ -54,11 +55,13 @@ export class ReviewerError extends AttestError<ReviewerErrorCode> {
 export const authErrorCode = (reason: AuthFailureReason): ReviewerErrorCode => `auth_${reason}`;
 
 /**
- * HTTP status for the approval domain's refusal codes. The domain owns these codes; a code not
- * listed here is answered 409 (the request was well-formed, the approval's state refuses it).
+ * HTTP status for the approval domain's refusal codes: the domain's own table
+ * (APPROVAL_ERROR_CODES[code].status), which the console passes through unchanged. The short
+ * names of the in-memory twin (MemoryReviewerBackend) are kept as aliases. A code not listed here
+ * is answered 409 (the request was well-formed, the approval's state refuses it).
  */
 export const DECISION_ERROR_STATUS: Readonly<Record<string, number>> = {
-  approval_not_found: 404,
+  ...Object.fromEntries(Object.entries(APPROVAL_ERROR_CODES).map(([code, { status }]) => [code, status])),
   not_found: 404,
   self_approval_forbidden: 403,
   self_approval: 403,
@@ -69,7 +72,6 @@ export const DECISION_ERROR_STATUS: Readonly<Record<string, number>> = {
   invalid_reason: 400,
   already_decided: 409,
   already_voted: 409,
-  approval_expired: 409,
 };
 
 export const decisionErrorStatus = (code: string): number =>

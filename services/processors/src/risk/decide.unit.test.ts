@@ -267,7 +267,7 @@ describe('suspension', () => {
 
 describe('outputs as events', () => {
   it('every output builds with newEvent and encodes under its real schema (PAN guard included), round-tripping', () => {
-    const all = policyOf({ signals: { repeatedDenials: { threshold: 2 } }, suspendAt: { score: 0.5, durationMs: 60_000 }, findings: { autoCloseAfterMs: 60_000 } });
+    const all = policyOf({ signals: { repeatedDenials: { threshold: 2 } }, suspendAt: { enabled: true, score: 0.5, durationMs: 60_000 }, findings: { autoCloseAfterMs: 60_000 } });
     const ev = eventFactory();
     const { outputs, state } = play(all, [
       ev('gateway.request.received', { at: T0, payload: { masking: panMasking('request', 1) } }),

@@ -18,7 +18,7 @@ describe('riskPolicySchema', () => {
     expect(p.signals.promptInjection.sources).toEqual(['tool_result']);
     expect(p.signals.cardData.ruleIds).toEqual(['builtin.pan']);
     expect(p.scoring.severityBands).toEqual({ low: 0.2, medium: 0.4, high: 0.6, critical: 0.8 });
-    expect(p.suspendAt).toEqual({ enabled: true, score: 1, signals: [], durationMs: null });
+    expect(p.suspendAt).toEqual({ enabled: false, score: 1, signals: [], durationMs: null });
     expect(p.findings.autoCloseAfterMs).toBe(86_400_000);
     for (const id of SIGNAL_IDS) expect(signalSettings(p, id)).toBe(p.signals[SIGNAL_POLICY_KEY[id]]);
   });

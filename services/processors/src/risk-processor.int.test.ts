@@ -1,0 +1,236 @@
+/**
+ * The risk processor with real parts: an in-memory evidence log (same semantics as the embedded log),
+ * real signing emitters (a "gateway" producer and the processor's own), and a separate control log
+ * read by a ControlSubscriber into a ControlState, as a gateway does. Repeated denials cross the
+ * suspension threshold; the identity must be suspended once, at the "gateway" within a second, and
+ * stay suspended once across restarts and failures.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ControlPublisher, ControlState, ControlSubscriber, type ControlMessage } from '../../common/src/control';
+import { checkpointFile, EvidenceEmitter } from '../../common/src/evidence/emitter';
+import { decodeEvent, type AnyAttestEvent } from '../../common/src/events';
+import { SAMPLE_PARTS } from '../../common/src/events/fixtures';
+import { InMemoryKeyStore, Keyring } from '../../common/src/integrity';
+import { LogError, MemoryEventLog } from '../../common/src/log';
+import { RiskProcessor } from './risk-processor';
+import { onlySignals } from './risk/testing';
+
+const logger = pino({ level: 'silent' });
+const AGENT = SAMPLE_PARTS['gateway.request.blocked'].actor;
+const policy = onlySignals({ repeatedDenials: { threshold: 3 } }, { suspendAt: { enabled: true, signals: ['repeated-denials'], score: null } });
+
+interface Rig {
+  log: MemoryEventLog;
+  controlLog: MemoryEventLog;
+  keyring: Keyring;
+  gateway: EvidenceEmitter;
+  state: ControlState;
+  messages: { msg: ControlMessage; at: number }[];
+  subscriber: ControlSubscriber;
+  dir: string;
+  processors: RiskProcessor[];
+  emitters: EvidenceEmitter[];
+}
+
+let rig: Rig | undefined;
+
+async function setup(): Promise<Rig> {
+  const dir = mkdtempSync(join(tmpdir(), 'attest-risk-'));
+  const log = new MemoryEventLog({ partitions: 4 });
+  const controlLog = new MemoryEventLog({ partitions: 1 });
+  const keyring = await Keyring.open(new InMemoryKeyStore());
+  await keyring.rotate();
+  const gateway = await EvidenceEmitter.open({ log, keyring, producerId: 'gateway-test', tenantId: 'acme', checkpoints: checkpointFile(dir, 'gateway-test'), logger });
+  const state = new ControlState();
+  const messages: Rig['messages'] = [];
+  const subscriber = new ControlSubscriber({
+    log: controlLog,
+    group: 'gateway-test',
+    trust: async () => keyring.jwks(),
+    onMessage: (m) => {
+      state.apply(m);
+      messages.push({ msg: m, at: performance.now() });
+    },
+    logger,
+    pollWaitMs: 50,
+  });
+  await subscriber.start();
+  rig = { log, controlLog, keyring, gateway, state, messages, subscriber, dir, processors: [], emitters: [gateway] };
+  return rig;
+}
+
+async function processor(r: Rig, extra: Partial<ConstructorParameters<typeof RiskProcessor>[0]> = {}): Promise<RiskProcessor> {
+  const emitter = await EvidenceEmitter.open({ log: r.log, keyring: r.keyring, producerId: 'risk-test', tenantId: 'acme', checkpoints: checkpointFile(r.dir, 'risk-test'), logger });
+  r.emitters.push(emitter);
+  const p = new RiskProcessor({
+    log: r.log,
+    emitter,
+    publisher: new ControlPublisher(r.controlLog, r.keyring),
+    policy,
+    logger,
+    tickMs: 200,
+    retry: { initialMs: 20, maxMs: 100 },
+    ...extra,
+  });
+  r.processors.push(p);
+  return p;
+}
+
+let n = 0;
+/** A gateway refusing the agent's request (a denial), durably on the log. */
+async function deny(r: Rig, session = 'sess-1'): Promise<void> {
+  n++;
+  const { tenantId: _t, ...parts } = SAMPLE_PARTS['gateway.request.blocked'];
+  await r.gateway.emit([r.gateway.build('gateway.request.blocked', { ...parts, correlation: { sessionId: session, requestId: `req-${n}`, upstreamRequestId: null } })], session);
+}
+
+async function events(log: MemoryEventLog): Promise<AnyAttestEvent[]> {
+  const c = await log.consumer(`read-${Math.random().toString(36).slice(2)}`, { startFrom: 'earliest' });
+  const out: AnyAttestEvent[] = [];
+  for (;;) {
+    const batch = await c.poll(10_000, 20);
+    if (batch.length === 0) break;
+    for (const x of batch) out.push(decodeEvent(x.value).event as AnyAttestEvent);
+  }
+  await c.close();
+  return out;
+}
+
+const ofType = (evs: AnyAttestEvent[], type: string) => evs.filter((e) => e.metadata.type === type);
+const suspendedNow = (r: Rig) => r.state.suspension(AGENT.issuer, AGENT.subject, Date.now() * 1000);
+const suspendMessages = (r: Rig) => r.messages.filter((m) => m.msg.type === 'identity.suspended');
+const committed = (r: Rig, group = 'risk') => (r.log.storage.groups.get(group) ?? []).reduce((a, b) => a + b, 0);
+const ends = async (r: Rig) => (await r.log.endOffsets()).reduce((a, b) => a + b, 0);
+
+afterEach(async () => {
+  const r = rig;
+  rig = undefined;
+  if (r === undefined) return;
+  r.log.injectFailure(undefined);
+  for (const p of r.processors) await p.stop();
+  await r.subscriber.stop();
+  for (const e of r.emitters) await e.close();
+  await r.log.close();
+  await r.controlLog.close();
+  rmSync(r.dir, { recursive: true, force: true });
+});
+
+describe('risk processor', () => {
+  it('repeated denials suspend the identity once: evidence on the log, the gateway state within a second, once across a restart', async () => {
+    const r = await setup();
+    const p1 = await processor(r);
+    await p1.start();
+
+    await deny(r);
+    await deny(r);
+    await p1.idle();
+    expect(suspendedNow(r)).toBeUndefined();
+    expect(p1.stats.suspensions).toBe(0);
+
+    // The crossing denial: from its durable append to the gateway's ControlState.
+    const before = performance.now();
+    await deny(r);
+    const appended = performance.now();
+    await expect.poll(() => suspendedNow(r), { timeout: 2_000, interval: 2 }).toBeDefined();
+    const applied = suspendMessages(r)[0]!.at;
+    const ms = applied - appended;
+    console.log(`risk: crossing denial appended → ControlState suspended in ${ms.toFixed(1)} ms (${(applied - before).toFixed(1)} ms from the emit call)`);
+    expect(ms).toBeLessThan(1_000);
+
+    // More denials while suspended: no second suspension.
+    await deny(r);
+    await deny(r, 'sess-2');
+    await p1.idle();
+    let evs = await events(r.log);
+    const suspended = ofType(evs, 'identity.suspended');
+    expect(suspended).toHaveLength(1);
+    expect(suspended[0]!.metadata.producer).toBe('risk-test');
+    expect(suspended[0]!.payload).toMatchObject({ principal: { issuer: AGENT.issuer, subject: AGENT.subject }, reason: 'risk:repeated-denials' });
+    expect(suspendedNow(r)).toMatchObject({ reason: 'risk:repeated-denials', eventId: suspended[0]!.metadata.eventId });
+    expect(suspendMessages(r)).toHaveLength(1);
+    expect(ofType(evs, 'finding.opened')).toHaveLength(1);
+    expect(p1.stats).toMatchObject({ eventsSeen: 5, suspensions: 1, controlPublished: 1, undecodable: 0, failedRecords: 0 });
+    expect(p1.stats.ownOutputsRead).toBe(p1.stats.outputsEmitted);
+    expect(committed(r)).toBe(await ends(r));
+
+    // Restart: a new instance on the same log rebuilds the book and does not suspend again.
+    await p1.stop();
+    const p2 = await processor(r);
+    await p2.start();
+    expect(p2.stats.rebuilds).toBe(1);
+    expect(p2.book.get('acme', { issuer: AGENT.issuer, subject: AGENT.subject })?.suspension?.eventId).toBe(suspended[0]!.metadata.eventId);
+    await deny(r);
+    await p2.idle();
+    evs = await events(r.log);
+    expect(ofType(evs, 'identity.suspended')).toHaveLength(1);
+    expect(suspendMessages(r)).toHaveLength(1);
+    expect(p2.stats).toMatchObject({ eventsSeen: 1, suspensions: 0, controlRepublished: 0 });
+  });
+
+  it('a failure between the durable outputs and the commit: rebuilt, suspended once, the control message republished', async () => {
+    const r = await setup();
+    let failures = 0;
+    const p: RiskProcessor = await processor(r, {
+      beforeCommit: () => {
+        if (p.stats.controlPublished > 0 && failures === 0) {
+          failures++;
+          throw new Error('crash before commit');
+        }
+      },
+    });
+    await p.start();
+    for (let i = 0; i < 3; i++) await deny(r);
+    await expect.poll(() => p.stats.rebuilds, { timeout: 3_000 }).toBe(2);
+    await p.idle();
+    const evs = await events(r.log);
+    expect(ofType(evs, 'identity.suspended')).toHaveLength(1);
+    expect(p.stats.controlRepublished).toBe(1);
+    // Published twice, one decision: same event id.
+    expect(new Set(suspendMessages(r).map((m) => m.msg.eventId)).size).toBe(1);
+    await expect.poll(() => suspendMessages(r).length).toBe(2);
+    expect(suspendedNow(r)).toBeDefined();
+    expect(failures).toBe(1);
+    expect(committed(r)).toBe(await ends(r));
+  });
+
+  it('emit failure: nothing committed, nothing published; after the log heals, the suspension is emitted once', async () => {
+    const r = await setup();
+    for (let i = 0; i < 3; i++) await deny(r);
+    const p = await processor(r);
+    r.log.injectFailure(new LogError('log_unavailable', 'injected outage', { retriable: true }));
+    await p.start();
+    await expect.poll(() => p.stats.retries, { timeout: 3_000 }).toBeGreaterThanOrEqual(3);
+    expect(committed(r)).toBe(0);
+    expect(p.stats.rebuilds).toBeGreaterThanOrEqual(3);
+    expect(suspendedNow(r)).toBeUndefined();
+    expect(r.messages).toHaveLength(0);
+
+    r.log.injectFailure(undefined);
+    await expect.poll(() => suspendedNow(r), { timeout: 3_000 }).toBeDefined();
+    await p.idle();
+    const evs = await events(r.log);
+    expect(ofType(evs, 'identity.suspended')).toHaveLength(1);
+    expect(suspendMessages(r)).toHaveLength(1);
+    expect(committed(r)).toBe(await ends(r));
+  });
+
+  it('a timed suspension lapses on the tick: identity.restored evidence and control message', async () => {
+    const r = await setup();
+    const timed = onlySignals({ repeatedDenials: { threshold: 3 } }, { suspendAt: { enabled: true, signals: ['repeated-denials'], score: null, durationMs: 300 } });
+    const p = await processor(r, { policy: timed, tickMs: 50 });
+    await p.start();
+    for (let i = 0; i < 3; i++) await deny(r);
+    await expect.poll(() => r.messages.map((m) => m.msg.type), { timeout: 3_000 }).toEqual(['identity.suspended', 'identity.restored']);
+    await p.idle();
+    const evs = await events(r.log);
+    const restored = ofType(evs, 'identity.restored');
+    expect(restored).toHaveLength(1);
+    expect(restored[0]!.payload).toMatchObject({ automatic: true, reason: 'risk:suspension-lapsed', suspendedEventId: ofType(evs, 'identity.suspended')[0]!.metadata.eventId });
+    expect(p.stats).toMatchObject({ suspensions: 1, restores: 1 });
+    expect(suspendedNow(r)).toBeUndefined();
+  });
+});
