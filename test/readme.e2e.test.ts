@@ -86,7 +86,8 @@ describe('README quick start', () => {
     const verified = await run('npm', ['run', '-s', 'attest', '--', 'verify'], { env });
     expect(verified.stdout).toContain('Evidence intact');
     expect(verified.code).toBe(0);
-  });
+    // A dozen CLI processes, each loading TypeScript: minutes on a loaded 2-core CI machine.
+  }, 120_000);
 
   it('checks config files with `attest config check`, listing every problem', async () => {
     const ok = await run('npm', ['run', '-s', 'attest', '--', 'config', 'check', 'examples/attest.yaml']);

@@ -1,11 +1,15 @@
 import { parseArgs } from 'node:util';
-import { loadConfigFile, ConfigError, formatProblems } from '../../common/src/config';
+import { loadConfigFile, ConfigError, formatProblems, type LoadedConfig } from '../../common/src/config';
+import type { Logger } from 'pino';
 import { DevIssuer } from '../../common/src/identity';
 import { createLogger } from '../../common/src/logger';
 import { AttestError } from '../../common/src/errors';
 import { startGateway } from '../../gateway/src/main';
 import { evidenceQuery, keysExport, panLookup, sessionsShow, verify, type CliIO } from './evidence-commands';
 import { startPlatform } from './platform';
+import { openBackbone } from './backbone';
+import { startConsoleRole, startProcessors, startProcessorsOps } from './roles';
+import { createVerifierFromConfig } from '../../gateway/src/main';
 
 /**
  * The `attest` command. This is the composition root: the only module that reads argv and the
@@ -15,9 +19,11 @@ import { startPlatform } from './platform';
 const USAGE = `attest — audit and compliance evidence for AI agents
 
 Usage:
-  attest start [--config FILE]            run the whole embedded platform: gateway, durable log,
-                                          evidence writer, evidence store, auditors' console
-  attest gateway [--config FILE]          run the gateway alone (its evidence goes to the log)
+  attest start [--config FILE]            run the whole platform in one process: gateway, processors
+                                          (evidence writer, approvals, risk), console; embedded by default
+  attest gateway [--config FILE]          run the gateway alone        } separate processes need
+  attest processors [--config FILE]       run the processors alone     } log.kind: kafka (and
+  attest console [--config FILE]          run the console alone        } store.kind: clickhouse)
   attest config check FILE                validate a config file; lists every problem, exits 1 if any
   attest dev-token --group NAME [--group NAME…] [--subject ID] [--ttl SECONDS] [--config FILE]
                                           print a token from the DEVELOPMENT issuer (must be enabled)
@@ -39,7 +45,9 @@ async function main(argv: string[]): Promise<number> {
     case 'start':
       return runServer(rest, 'platform');
     case 'gateway':
-      return runServer(rest, 'gateway');
+    case 'processors':
+    case 'console':
+      return runServer(rest, command);
     case 'evidence':
       if (rest[0] !== 'query') return usage('attest evidence query [NAME] …');
       return evidenceQuery(rest.slice(1), cliIO());
@@ -84,31 +92,69 @@ function usage(text: string): number {
   return 2;
 }
 
-async function runServer(args: string[], what: 'platform' | 'gateway'): Promise<number> {
+type Role = 'platform' | 'gateway' | 'processors' | 'console';
+
+interface Running {
+  lines: string[];
+  close(): Promise<void>;
+  /** Cuts remaining connections when the grace period is over. */
+  cut?: () => void;
+}
+
+async function startRole(what: Role, loaded: LoadedConfig, logger: Logger): Promise<Running> {
+  const dev = loaded.config.identity.devIssuer;
+  const devToken = (group: string | undefined) => `npm run -s attest -- dev-token --config ${loaded.file} --group ${group ?? 'NAME'}`;
+  const gatewayLines = (url: string) => [
+    `Attest gateway listening on ${url}`,
+    `  point agents at it:  export ANTHROPIC_BASE_URL=${url}`,
+    `  health:              ${url}/healthz   metrics: ${url}/metrics   evidence keys (JWKS): ${url}/.well-known/jwks.json`,
+    ...(dev.enabled ? [`  dev token (DEVELOPMENT issuer is ON):  export ANTHROPIC_API_KEY=$(${devToken(Object.keys(loaded.config.groups)[0])})`] : []),
+  ];
+  const consoleLines = (url: string) => [
+    `Evidence console (auditors) on ${url}`,
+    `  export ATTEST_CONSOLE_URL=${url}`,
+    ...(dev.enabled ? [`  export ATTEST_TOKEN=$(${devToken(loaded.config.console.auditorGroups[0])})`] : []),
+    `  npm run -s attest -- evidence query          (list the evidence queries; then: evidence query NAME)`,
+    `  npm run -s attest -- verify                  (re-verify signatures and hash chains of the stored evidence)`,
+  ];
+  if (what === 'platform') {
+    const platform = await startPlatform(loaded, logger, process.env);
+    return {
+      lines: [...gatewayLines(platform.gateway.url), ...(platform.consoleUrl ? consoleLines(platform.consoleUrl) : [])],
+      close: () => platform.close(),
+      cut: () => platform.gateway.app.server.closeAllConnections(),
+    };
+  }
+  const backbone = await openBackbone(loaded.config, logger, process.env);
+  const ctx = { loaded, logger, env: process.env, backbone };
+  try {
+    if (what === 'gateway') {
+      const gw = await startGateway(loaded, logger, process.env, { log: backbone.log, control: { log: backbone.controlLog, trust: backbone.trust } });
+      return { lines: gatewayLines(gw.url), close: async () => (await gw.close(), await backbone.close()), cut: () => gw.app.server.closeAllConnections() };
+    }
+    if (what === 'processors') {
+      const p = await startProcessors(ctx);
+      const ops = await startProcessorsOps(ctx, p);
+      return {
+        lines: [`Attest processors running (evidence writer, approvals, risk)`, `  health: ${ops.url}/healthz   metrics: ${ops.url}/metrics`],
+        close: async () => (await ops.app.close(), await p.close(), await backbone.close()),
+      };
+    }
+    const verifier = await createVerifierFromConfig(loaded.config, logger);
+    const c = await startConsoleRole(ctx, verifier);
+    return { lines: consoleLines(c.url), close: async () => (await c.close(), await backbone.close()) };
+  } catch (err) {
+    await backbone.close();
+    throw err;
+  }
+}
+
+async function runServer(args: string[], what: Role): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
   const loaded = loadConfigFile(configPath(values));
   const logger = createLogger({ level: loaded.config.logging.level, name: 'attest' });
-  const platform = what === 'platform' ? await startPlatform(loaded, logger, process.env) : undefined;
-  const gw = platform?.gateway ?? (await startGateway(loaded, logger));
-  const dev = loaded.config.identity.devIssuer;
-  const lines = [
-    `Attest gateway listening on ${gw.url}`,
-    `  point agents at it:  export ANTHROPIC_BASE_URL=${gw.url}`,
-    `  health:              ${gw.url}/healthz   metrics: ${gw.url}/metrics   evidence keys (JWKS): ${gw.url}/.well-known/jwks.json`,
-  ];
-  if (dev.enabled) {
-    const groups = Object.keys(loaded.config.groups);
-    lines.push(`  dev token (DEVELOPMENT issuer is ON):  export ANTHROPIC_API_KEY=$(npm run -s attest -- dev-token --config ${loaded.file} --group ${groups[0] ?? 'NAME'})`);
-  }
-  if (platform?.consoleUrl) {
-    lines.push(
-      `Evidence console (auditors) on ${platform.consoleUrl}`,
-      `  export ATTEST_CONSOLE_URL=${platform.consoleUrl}`,
-      ...(dev.enabled ? [`  export ATTEST_TOKEN=$(npm run -s attest -- dev-token --config ${loaded.file} --group ${loaded.config.console.auditorGroups[0]})`] : []),
-      `  npm run -s attest -- evidence query          (list the evidence queries; then: evidence query NAME)`,
-      `  npm run -s attest -- verify                  (re-verify signatures and hash chains of the stored evidence)`,
-    );
-  }
+  const running = await startRole(what, loaded, logger);
+  const lines = running.lines;
   process.stdout.write(`${lines.join('\n')}\n`);
 
   let stopping = false;
@@ -117,9 +163,9 @@ async function runServer(args: string[], what: 'platform' | 'gateway'): Promise<
     stopping = true;
     logger.info({ signal, graceMs: loaded.config.limits.shutdownGraceMs }, 'shutting down: finishing in-flight requests');
     // Streams in flight get the grace period to finish; after it, remaining connections are cut.
-    const timer = setTimeout(() => gw.app.server.closeAllConnections(), loaded.config.limits.shutdownGraceMs);
+    const timer = setTimeout(() => running.cut?.(), loaded.config.limits.shutdownGraceMs);
     timer.unref();
-    await (platform ?? gw).close();
+    await running.close();
     clearTimeout(timer);
     logger.info('stopped');
     process.exit(0);

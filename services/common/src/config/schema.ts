@@ -214,6 +214,13 @@ export const configSchema = z.strictObject({
       }),
     )
     .prefault({}),
+  /** `attest processors` run alone: where its health and metrics are served. */
+  processors: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(8091),
+    })
+    .prefault({}),
   /** Risk rules: signals, scoring, findings, automatic suspension (services/processors/src/risk). */
   risk: riskPolicySchema.prefault({}),
   dataDir: z.string().min(1).default('./data'),

@@ -1,0 +1,250 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { ApprovalService } from '../../common/src/approvals/service';
+import type { LoadedConfig } from '../../common/src/config';
+import { ControlPublisher, ControlState, ControlSubscriber } from '../../common/src/control';
+import { openEvidence, type EvidenceRuntime, type OpenEvidenceOptions } from '../../common/src/evidence/producer';
+import { systemActor } from '../../common/src/evidence/emitter';
+import type { TokenVerifier } from '../../common/src/identity';
+import { readSecret } from '../../common/src/secrets';
+import { approvalsBackend } from '../../console/src/approvals-backend';
+import { buildConsole } from '../../console/src/app';
+import { ApprovalsProcessor } from '../../processors/src/approvals/processor';
+import { WebhookNotifier } from '../../processors/src/approvals/notifier';
+import { EvidenceWriter, evidenceWriterProducerId } from '../../processors/src/evidence-writer';
+import { RiskProcessor } from '../../processors/src/risk-processor';
+import type { Backbone } from './backbone';
+
+/**
+ * The roles Attest runs, each startable alone with the same config file (`attest gateway`,
+ * `attest processors`, `attest console`) or together (`attest start`):
+ *
+ *   processors: evidence writer (log → store), approvals (expiry, notifications), risk
+ *   console:    auditors' evidence API, identity admin API, reviewer console
+ *   gateway:    services/gateway/src/main.ts
+ *
+ * Each component is its own evidence producer on the shared log.
+ */
+
+export interface RoleContext {
+  loaded: LoadedConfig;
+  logger: Logger;
+  env: NodeJS.ProcessEnv;
+  backbone: Backbone;
+}
+
+/** Closes registered resources in reverse order, logging (not throwing) failures. */
+export class Closer {
+  private readonly fns: Array<() => Promise<void>> = [];
+  constructor(private readonly logger: Logger) {}
+  add(fn: () => Promise<void>): void {
+    this.fns.push(fn);
+  }
+  async close(): Promise<void> {
+    for (const fn of this.fns.splice(0).reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        this.logger.error({ code: (err as { code?: string }).code }, 'error while stopping');
+      }
+    }
+  }
+}
+
+export function producerOptions(ctx: RoleContext, component: string, producerId: string): OpenEvidenceOptions {
+  const { config } = ctx.loaded;
+  return {
+    dataDir: config.dataDir,
+    component,
+    producerId,
+    tenantId: config.evidence.tenantId,
+    logger: ctx.logger,
+    configText: ctx.loaded.text,
+    configFile: ctx.loaded.file,
+    softwareVersion: '0.1.0',
+    cadence: { everyEvents: config.evidence.checkpointEveryEvents, everyMs: config.evidence.checkpointEveryMs },
+    log: ctx.backbone.log,
+  };
+}
+
+async function openProducer(ctx: RoleContext, closer: Closer, component: string, producerId: string): Promise<EvidenceRuntime> {
+  const rt = await openEvidence(producerOptions(ctx, component, producerId));
+  closer.add(() => rt.close('shutdown'));
+  return rt;
+}
+
+export interface RunningProcessors {
+  writer: EvidenceWriter;
+  approvals: ApprovalService;
+  risk: RiskProcessor;
+  close(): Promise<void>;
+}
+
+/** Evidence writer, approvals processor and risk processor. */
+export async function startProcessors(ctx: RoleContext): Promise<RunningProcessors> {
+  const { config } = ctx.loaded;
+  const { logger, backbone } = ctx;
+  const closer = new Closer(logger);
+  try {
+    const store = await backbone.store();
+    const writerRt = await openProducer(ctx, closer, 'evidence-writer', evidenceWriterProducerId());
+    const migration = await store.migrate();
+    if (migration.retention.configChange) {
+      const c = migration.retention.configChange;
+      await writerRt.emitter.emit(
+        [
+          writerRt.emitter.build('config.changed', {
+            actor: systemActor(evidenceWriterProducerId()),
+            source: { address: 'local', userAgent: null },
+            target: { protocol: 'clickhouse', service: 'evidence-store', resource: 'retention', model: null },
+            outcome: { result: 'success', status: null, reason: null },
+            correlation: { sessionId: 'producer:evidence-writer', requestId: `retention:${Date.now()}`, upstreamRequestId: null },
+            payload: { ...c, oldDigest: null, newDigest: null },
+          }),
+        ],
+        'producer:evidence-writer',
+      );
+    }
+    const writer = new EvidenceWriter({ log: backbone.log, store, emitter: writerRt.emitter, logger, jwks: () => writerRt.keyring.jwks() });
+    await writer.start();
+    closer.add(() => writer.stop());
+
+    // Approvals: a book folded from the evidence log; expiries and notifications.
+    const approvalsProducer = `approvals-${hostname()}`;
+    const approvalsRt = await openProducer(ctx, closer, 'approvals', approvalsProducer);
+    const approvals = await ApprovalService.start({
+      log: backbone.log,
+      group: `approvals-${randomUUID()}`,
+      emitter: approvalsRt.emitter,
+      publisher: new ControlPublisher(backbone.controlLog, approvalsRt.keyring),
+      producerId: approvalsProducer,
+      logger,
+    });
+    closer.add(() => approvals.stop());
+    const notify = config.approvals.notify;
+    const notifier = notify.webhook
+      ? new WebhookNotifier({
+          url: readSecret(notify.webhook, 'approvals.notify.webhook', ctx.env),
+          logger,
+          // Notifications link to the reviewer pages: `${consoleUrl}/approvals/<id>`.
+          consoleUrl: `${(notify.consoleUrl ?? config.console.reviewer?.publicUrl ?? `http://${config.console.host}:${config.console.port}`).replace(/\/$/, '')}/reviewer`,
+        })
+      : undefined;
+    const approvalsProcessor = await ApprovalsProcessor.start({ service: approvals, logger, ...(notifier ? { notifier } : {}) });
+    closer.add(() => approvalsProcessor.stop());
+
+    // Risk: signals and findings per identity; suspensions go to every gateway on the control log.
+    const riskRt = await openProducer(ctx, closer, 'risk', `risk-${hostname()}`);
+    const risk = new RiskProcessor({ log: backbone.log, emitter: riskRt.emitter, publisher: new ControlPublisher(backbone.controlLog, riskRt.keyring), policy: config.risk, logger });
+    await risk.start();
+    closer.add(() => risk.stop());
+    return { writer, approvals, risk, close: () => closer.close() };
+  } catch (err) {
+    await closer.close();
+    throw err;
+  }
+}
+
+/** Health and metrics of `attest processors` run alone (the gateway and console serve their own). */
+export async function startProcessorsOps(ctx: RoleContext, p: RunningProcessors): Promise<{ url: string; app: FastifyInstance }> {
+  const { processors } = ctx.loaded.config;
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  new Gauge({ name: 'attest_risk_identities', help: 'Identities the risk processor tracks.', registers: [registry], collect() { this.set(p.risk.stats.identities); } });
+  new Gauge({ name: 'attest_risk_suspensions', help: 'Suspensions decided by this risk processor since start.', registers: [registry], collect() { this.set(p.risk.stats.suspensions); } });
+  new Gauge({ name: 'attest_approvals_pending', help: 'Approvals waiting for a decision.', registers: [registry], collect() { this.set(p.approvals.pending().length); } });
+  const app = Fastify({ logger: false });
+  let closing = false;
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => (closing ? reply.code(503).send({ status: 'shutting_down' }) : { status: 'ready' }));
+  app.get('/metrics', async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()));
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  await app.listen({ host: processors.host, port: processors.port });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : processors.port;
+  return { url: `http://${processors.host.includes(':') ? `[${processors.host}]` : processors.host}:${port}`, app };
+}
+
+export interface RunningConsole {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The console: evidence API, identity admin API and, when configured, the reviewer console. Its
+ * reviewer decisions go through `approvals` when given (the platform shares the processors' book),
+ * else through a book of its own folded from the same log.
+ */
+export async function startConsoleRole(ctx: RoleContext, verifier: TokenVerifier, shared?: { approvals: ApprovalService }): Promise<RunningConsole> {
+  const { config } = ctx.loaded;
+  const { logger, backbone, env } = ctx;
+  const closer = new Closer(logger);
+  try {
+    const store = await backbone.store();
+    const producerId = `console-${hostname()}`;
+    const consoleRt = await openProducer(ctx, closer, 'console', producerId);
+    const control = new ControlState();
+    const subscriber = new ControlSubscriber({ log: backbone.controlLog, group: `console-${randomUUID()}`, trust: backbone.trust, onMessage: (m) => control.apply(m), logger });
+    await subscriber.start();
+    closer.add(() => subscriber.stop());
+    let approvals = shared?.approvals;
+    if (!approvals && config.console.reviewer) {
+      approvals = await ApprovalService.start({
+        log: backbone.log,
+        group: `console-approvals-${randomUUID()}`,
+        emitter: consoleRt.emitter,
+        publisher: new ControlPublisher(backbone.controlLog, consoleRt.keyring),
+        producerId,
+        logger,
+      });
+      closer.add(() => approvals!.stop());
+    }
+    const app = await buildConsole({
+      store,
+      verifier,
+      auditorGroups: config.console.auditorGroups,
+      emitter: consoleRt.emitter,
+      jwks: () => consoleRt.keyring.jwks(),
+      panKey: consoleRt.panKey,
+      logger,
+      cadence: { everyEvents: config.evidence.checkpointEveryEvents, everyMs: config.evidence.checkpointEveryMs },
+      maxRows: config.console.maxRows,
+      identityAdmin: { adminGroups: config.console.adminGroups, publisher: new ControlPublisher(backbone.controlLog, consoleRt.keyring), control },
+      ...(config.console.reviewer && approvals ? { reviewer: reviewerDeps(config.console.reviewer, approvals, env) } : {}),
+    });
+    closer.add(() => app.close());
+    await app.listen({ host: config.console.host, port: config.console.port });
+    const addr = app.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : config.console.port;
+    return { url: `http://${config.console.host.includes(':') ? `[${config.console.host}]` : config.console.host}:${port}`, close: () => closer.close() };
+  } catch (err) {
+    await closer.close();
+    throw err;
+  }
+}
+
+type ReviewerConfig = NonNullable<LoadedConfig['config']['console']['reviewer']>;
+
+function reviewerDeps(r: ReviewerConfig, approvals: ApprovalService, env: NodeJS.ProcessEnv) {
+  const publicUrl = r.publicUrl.replace(/\/$/, '');
+  return {
+    backend: approvalsBackend(approvals),
+    oidc: {
+      issuer: r.issuer,
+      clientId: r.clientId,
+      ...(r.clientSecret ? { clientSecret: readSecret(r.clientSecret, 'console.reviewer.clientSecret', env) } : {}),
+      redirectUri: `${publicUrl}/reviewer/callback`,
+      scopes: r.scopes,
+      groupsClaim: r.groupsClaim,
+    },
+    reviewerGroups: r.reviewerGroups,
+    sessionKey: readSecret(r.sessionKey, 'console.reviewer.sessionKey', env),
+    publicUrl,
+    sessionTtlSec: r.sessionTtlSec,
+  };
+}
