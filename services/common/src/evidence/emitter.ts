@@ -91,6 +91,8 @@ export class EvidenceEmitter {
   private readonly scheduler: CheckpointScheduler;
   private readonly clock: EventClock;
   private closed = false;
+  /** Set while the log refuses appends: when the outage began. */
+  private pausedSinceUs: number | undefined;
   /** The epoch before this one, and whether it ended with a recorded stop (not a crash). */
   private readonly previousEpoch: { epoch: string | null; stopRecorded: boolean };
 
@@ -142,7 +144,10 @@ export class EvidenceEmitter {
     const chained: AnyAttestEvent[] = [];
     const records: LogRecord[] = [];
     const tail: TailEvent[] = [];
-    for (const e of events) {
+    // The first batch after an outage of the log starts with the evidence of the outage itself
+    // (PCI DSS 10.2.1.6, 10.7.2): when logging was paused and that requests were refused meanwhile.
+    const pause = this.pausedSinceUs === undefined ? undefined : this.pauseEvent(this.pausedSinceUs);
+    for (const e of pause ? [pause, ...events] : events) {
       const meta = this.chain.nextMetadata();
       const ev = chainEvent(e, meta) as AnyAttestEvent;
       const bytes = encodeEvent(ev);
@@ -154,13 +159,38 @@ export class EvidenceEmitter {
     try {
       await this.opts.log.append(records);
     } catch (err) {
+      this.pausedSinceUs ??= this.clock.nowUs();
       this.rewind();
       this.opts.logger.error({ code: (err as { code?: string }).code, events: events.length }, 'evidence append failed: failing closed');
       throw new EvidenceEmitterError('evidence_unavailable', 'the audit log could not durably record this request', { retriable: true, cause: err });
     }
     this.tail.push(...tail);
     for (let i = 0; i < records.length; i++) this.scheduler.recordEvent();
+    if (pause) {
+      this.pausedSinceUs = undefined;
+      this.opts.logger.warn({ producer: this.opts.producerId }, 'evidence log reachable again: the outage is recorded as audit.stopped (paused)');
+      chained.shift();
+    }
     return chained;
+  }
+
+  /** audit.stopped (paused) for an outage of the log that began at `sinceUs` and ends now. */
+  private pauseEvent(sinceUs: number): UnchainedEvent<'audit.stopped'> {
+    const nowUs = this.clock.nowUs();
+    const iso = (us: number) => new Date(us / 1000).toISOString();
+    return this.build('audit.stopped', {
+      actor: systemActor(this.opts.producerId),
+      source: { address: 'local', userAgent: null },
+      target: { protocol: 'internal', service: 'attest', resource: `producer/${this.opts.producerId}`, model: null },
+      outcome: { result: 'failure', status: null, reason: 'event_log_unavailable' },
+      correlation: { sessionId: `producer:${this.opts.producerId}`, requestId: `paused:${sinceUs}`, upstreamRequestId: null },
+      payload: {
+        component: this.opts.producerId,
+        reason: 'paused',
+        detail: `the event log refused appends from ${iso(sinceUs)} to ${iso(nowUs)}; every access needing evidence in that window was refused (fail closed)`,
+        resumeExpected: true,
+      },
+    });
   }
 
   /**
