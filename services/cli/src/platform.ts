@@ -42,7 +42,7 @@ export async function startPlatform(loaded: LoadedConfig, logger: Logger, env: N
     closer.add(() => gateway.close());
     let consoleUrl: string | undefined;
     if (config.console.enabled) {
-      const consoleRole = await startConsoleRole(ctx, verifier, { approvals: processors.approvals });
+      const consoleRole = await startConsoleRole(ctx, verifier, { approvals: processors.approvals, risk: processors.risk });
       closer.add(() => consoleRole.close());
       consoleUrl = consoleRole.url;
     }

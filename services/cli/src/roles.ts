@@ -10,7 +10,7 @@ import { openEvidence, type EvidenceRuntime, type OpenEvidenceOptions } from '..
 import { systemActor } from '../../common/src/evidence/emitter';
 import type { TokenVerifier } from '../../common/src/identity';
 import { readSecret } from '../../common/src/secrets';
-import { approvalsBackend } from '../../console/src/approvals-backend';
+import { approvalsBackend, type RiskSignalsOf } from '../../console/src/approvals-backend';
 import { buildConsole } from '../../console/src/app';
 import { ApprovalsProcessor } from '../../processors/src/approvals/processor';
 import { WebhookNotifier } from '../../processors/src/approvals/notifier';
@@ -180,7 +180,7 @@ export interface RunningConsole {
  * reviewer decisions go through `approvals` when given (the platform shares the processors' book),
  * else through a book of its own folded from the same log.
  */
-export async function startConsoleRole(ctx: RoleContext, verifier: TokenVerifier, shared?: { approvals: ApprovalService }): Promise<RunningConsole> {
+export async function startConsoleRole(ctx: RoleContext, verifier: TokenVerifier, shared?: { approvals: ApprovalService; risk?: RiskProcessor }): Promise<RunningConsole> {
   const { config } = ctx.loaded;
   const { logger, backbone, env } = ctx;
   const closer = new Closer(logger);
@@ -215,7 +215,7 @@ export async function startConsoleRole(ctx: RoleContext, verifier: TokenVerifier
       cadence: { everyEvents: config.evidence.checkpointEveryEvents, everyMs: config.evidence.checkpointEveryMs },
       maxRows: config.console.maxRows,
       identityAdmin: { adminGroups: config.console.adminGroups, publisher: new ControlPublisher(backbone.controlLog, consoleRt.keyring), control },
-      ...(config.console.reviewer && approvals ? { reviewer: reviewerDeps(config.console.reviewer, approvals, env) } : {}),
+      ...(config.console.reviewer && approvals ? { reviewer: reviewerDeps(config.console.reviewer, approvals, env, shared?.risk ? riskSignals(shared.risk, config.evidence.tenantId) : undefined) } : {}),
     });
     closer.add(() => app.close());
     await app.listen({ host: config.console.host, port: config.console.port });
@@ -230,10 +230,15 @@ export async function startConsoleRole(ctx: RoleContext, verifier: TokenVerifier
 
 type ReviewerConfig = NonNullable<LoadedConfig['config']['console']['reviewer']>;
 
-function reviewerDeps(r: ReviewerConfig, approvals: ApprovalService, env: NodeJS.ProcessEnv) {
+/** The requester's open risk findings, from the risk processor running in this process. */
+function riskSignals(risk: RiskProcessor, tenantId: string): RiskSignalsOf {
+  return (requester) => (risk.book.get(tenantId, requester)?.findings ?? []).map((f) => `${f.signalId} (${f.severity})`);
+}
+
+function reviewerDeps(r: ReviewerConfig, approvals: ApprovalService, env: NodeJS.ProcessEnv, risk?: RiskSignalsOf) {
   const publicUrl = r.publicUrl.replace(/\/$/, '');
   return {
-    backend: approvalsBackend(approvals),
+    backend: approvalsBackend(approvals, risk),
     oidc: {
       issuer: r.issuer,
       clientId: r.clientId,

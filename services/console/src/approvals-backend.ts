@@ -24,13 +24,22 @@ import type { DecideResult, DecisionView, PendingApprovalView, ReviewerBackend, 
  *   'cancelled'), with the reason 'cancelled: <reason>' and no deciders. An approved or rejected
  *   one is dated by its decision, an expired or cancelled one by its closing.
  */
-export function approvalsBackend(service: ApprovalService): ReviewerBackend {
+/**
+ * The requester's current risk signals (e.g. open risk findings, with severity), when this process
+ * has the risk processor's view: `attest start` passes it; a console run alone shows none.
+ */
+export type RiskSignalsOf = (requester: { issuer: string; subject: string }) => string[];
+
+export function approvalsBackend(service: ApprovalService, riskSignalsOf?: RiskSignalsOf): ReviewerBackend {
   return {
     async listPending(viewer) {
       return service
         .pendingFor(principalOfReviewer(viewer))
         .sort((a, b) => a.requestedAtMs - b.requestedAtMs || (a.approvalId < b.approvalId ? -1 : a.approvalId > b.approvalId ? 1 : 0))
-        .map(pendingView);
+        .map((s) => {
+          const view = pendingView(s);
+          return riskSignalsOf ? { ...view, riskSignals: riskSignalsOf(s.requester) } : view;
+        });
     },
 
     async recentDecisions(viewer, limit) {

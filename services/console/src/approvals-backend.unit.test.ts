@@ -104,6 +104,15 @@ describe('approvalsBackend over a real ApprovalService', () => {
     expect((await t.backend.listPending(carol)).find((a) => a.approvalId === 'late-expiry')?.approvals).toBe(1);
   });
 
+  it('shows the requester\'s risk signals when the process has the risk view', async () => {
+    const t = await setup();
+    await t.request({ approvalId: 'with-risk' });
+    const seen: Array<{ issuer: string; subject: string }> = [];
+    const backend = approvalsBackend(t.service, (r) => (seen.push(r), r.subject === 'agent-7' ? ['repeated-denials (high)'] : []));
+    expect((await backend.listPending(bob)).map((a) => a.riskSignals)).toEqual([['repeated-denials (high)']]);
+    expect(seen).toEqual([{ issuer: ISS, subject: 'agent-7', groups: expect.any(Array), kind: 'agent' }].map(({ issuer, subject }) => expect.objectContaining({ issuer, subject })));
+  });
+
   it('decides through the domain and answers the state afterwards', async () => {
     const t = await setup();
     await t.request();
