@@ -178,6 +178,8 @@ describe('approvals end to end', () => {
     const exchange = evs.filter((e) => e.correlation.requestId === requestId).map((e) => e.metadata.type);
     expect(exchange).toEqual(expect.arrayContaining(['gateway.request.received', 'policy.decided', 'gateway.request.forwarded', 'gateway.response.completed']));
     expect(JSON.stringify(chain[0]!.payload)).not.toContain(VISA);
+    // The reviewer's sign-in is itself evidence.
+    expect(evs.some((e) => e.metadata.type === 'auth.succeeded' && e.actor.subject === 'user:alice' && e.outcome.reason === 'reviewer_sign_in')).toBe(true);
   }, 90_000);
 
   it('a denial reaches the held SDK call as a permission error with the reviewer’s reason', async () => {

@@ -462,7 +462,51 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
     return out;
   };
 
-  if (deps.reviewer !== undefined) registerReviewer(app, { ...deps.reviewer, verifier, logger });
+  if (deps.reviewer !== undefined) {
+    const reviewer = deps.reviewer;
+    // Reviewer sign-ins are individual accesses: evidence like every other console access.
+    const at = (from: { ip: string; userAgent: string | null }) => ({
+      source: { address: from.ip, userAgent: from.userAgent },
+      target: { protocol: 'http' as const, service: 'attest:console', resource: '/reviewer', model: null },
+    });
+    const person = (u: { issuer: string; subject: string; groups: readonly string[] }): Actor => ({ subject: u.subject, issuer: u.issuer, clientId: reviewer.oidc.clientId, groups: [...u.groups], kind: 'human', onBehalfOf: null, dev: false });
+    const correlation = (subject: string) => ({ sessionId: `console:${subject}`, requestId: `req_console_${randomUUID().replaceAll('-', '')}`, upstreamRequestId: null });
+    registerReviewer(app, {
+      ...reviewer,
+      verifier,
+      logger,
+      audit: {
+        signedIn: async (u, from) => {
+          const e = emitter.build('auth.succeeded', {
+            ...at(from),
+            actor: person(u),
+            outcome: { result: 'success', status: 200, reason: 'reviewer_sign_in' },
+            correlation: correlation(u.subject),
+            payload: { method: 'oidc_jwt', amr: [], acr: null, tokenId: null, tokenIssuedAtUs: null, tokenExpiresAtUs: null, audience: [reviewer.oidc.clientId] },
+          });
+          await emitter.emit([e], e.correlation.sessionId);
+        },
+        signInRefused: async (reason, u, from) => {
+          const e = u
+            ? emitter.build('policy.decided', {
+                ...at(from),
+                actor: person(u),
+                outcome: { result: 'failure', status: 403, reason },
+                correlation: correlation(u.subject),
+                payload: { policyId: 'console.reviewer.reviewerGroups', policyVersion: [...reviewer.reviewerGroups].sort().join(','), decision: 'deny', ruleIds: ['console.reviewer_role'], reason: 'signed in, but in no reviewer group', approvalId: null },
+              })
+            : emitter.build('auth.failed', {
+                ...at(from),
+                actor: actorOf(undefined),
+                outcome: { result: 'failure', status: 401, reason },
+                correlation: correlation(`anonymous:${from.ip}`),
+                payload: { method: 'oidc_jwt', reasonCode: reason === 'login_failed' ? 'malformed_credentials' : 'unknown', claimsVerified: false, amr: [], acr: null, tokenId: null },
+              });
+          await emitter.emit([e], e.correlation.sessionId);
+        },
+      },
+    });
+  }
 
   return app;
 }

@@ -45,6 +45,17 @@ export interface ReviewerDeps {
   idpTimeoutMs?: number;
   /** Wall clock, milliseconds (tests). */
   now?: () => number;
+  /**
+   * Records sign-ins as evidence (PCI DSS 10.2.1: every individual access). A successful sign-in
+   * is refused when its evidence cannot be recorded (fail closed); refusals are recorded best effort.
+   */
+  audit?: ReviewerAudit;
+}
+
+export interface ReviewerAudit {
+  signedIn(user: { issuer: string; subject: string; groups: readonly string[] }, from: { ip: string; userAgent: string | null }): Promise<void>;
+  /** reason: 'not_a_reviewer', or the login failure ('login_refused', 'login_failed'). */
+  signInRefused(reason: string, user: { issuer: string; subject: string; groups: readonly string[] } | undefined, from: { ip: string; userAgent: string | null }): Promise<void>;
 }
 
 /** The validated options and what is derived from them, shared by the login, page and API routes. */

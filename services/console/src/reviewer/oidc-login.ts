@@ -205,9 +205,11 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: ReviewerContext, 
         case 'idp_unavailable':
           return refuse(ctx, reply, 503, 'idp_unavailable', 'Sign-in is unavailable', 'The identity provider could not be reached. Try again in a moment.');
         case 'refused':
+          await auditRefusal(ctx, request, 'login_refused', undefined);
           return refuse(ctx, reply, 401, 'login_refused', 'Sign-in was refused', `The identity provider refused the sign-in (${failure.error}).`);
         case 'invalid':
           ctx.deps.logger.warn({ reason: failure.code }, 'reviewer callback rejected');
+          await auditRefusal(ctx, request, 'login_failed', undefined);
           return refuse(ctx, reply, 401, 'login_failed', 'Sign-in failed', 'The answer from the identity provider could not be verified. Sign in again.');
         default: {
           const never: never = failure;
@@ -217,6 +219,7 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: ReviewerContext, 
     }
     if (!isReviewer(ctx, user.groups)) {
       ctx.deps.logger.warn({ issuer: user.issuer, subject: user.subject }, 'reviewer sign-in denied: not in a reviewer group');
+      await auditRefusal(ctx, request, 'not_a_reviewer', user);
       return sendPage(
         reply,
         403,
@@ -237,6 +240,14 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: ReviewerContext, 
     if (sealed.length > MAX_SESSION_COOKIE_CHARS) {
       ctx.deps.logger.error({ subject: user.subject, groups: user.groups.length }, 'reviewer session too large for a cookie');
       return refuse(ctx, reply, 500, 'session_too_large', 'Sign-in failed', 'Your account has too many groups to fit in a session. Ask your administrator to have the identity provider send only the groups this console needs.');
+    }
+    if (ctx.deps.audit) {
+      try {
+        await ctx.deps.audit.signedIn(user, fromOf(request));
+      } catch {
+        ctx.deps.logger.error({ subject: user.subject }, 'reviewer sign-in not recorded: refused (fail closed)');
+        return refuse(ctx, reply, 503, 'approvals_unavailable', 'Sign-in is unavailable', 'Your sign-in could not be recorded, so it was not completed. Try again in a moment.');
+      }
     }
     reply.setCookie(cookies.session, sealed, sessionCookie(secure, ctx.sessionTtlSec));
     ctx.deps.logger.info({ issuer: user.issuer, subject: user.subject }, 'reviewer signed in');
@@ -261,4 +272,18 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: ReviewerContext, 
   app.get(`${BASE}/signed-out`, async (_request, reply) =>
     sendPage(reply, 200, { title: 'Signed out', main: messageMain('Signed out', 'You are signed out of the reviewer console.', { href: `${BASE}/login`, label: 'Sign in' }) }),
   );
+}
+
+function fromOf(request: FastifyRequest): { ip: string; userAgent: string | null } {
+  const ua = request.headers['user-agent'];
+  return { ip: request.ip, userAgent: typeof ua === 'string' ? ua.slice(0, 512) : null };
+}
+
+/** A refused sign-in is evidence too; recorded best effort (the refusal stands either way). */
+async function auditRefusal(ctx: ReviewerContext, request: FastifyRequest, reason: string, user: SignedInUser | undefined): Promise<void> {
+  try {
+    await ctx.deps.audit?.signInRefused(reason, user, fromOf(request));
+  } catch {
+    ctx.deps.logger.error({ reason }, 'refused reviewer sign-in not recorded');
+  }
 }
