@@ -3,7 +3,9 @@ import type { Logger } from 'pino';
 import type { AttestConfig } from '../../common/src/config';
 import { trustKeyDirectory, type TrustSource } from '../../common/src/control';
 import { AttestError } from '../../common/src/errors';
+import { hostname } from 'node:os';
 import { FileEventLog, type EventLog } from '../../common/src/log';
+import { SpoolingEventLog } from '../../common/src/log/spooling-log';
 import { readSecret } from '../../common/src/secrets';
 import { ChdbEvidenceStore, ClickHouseServerStore, type EvidenceStore } from '../../common/src/store';
 
@@ -19,6 +21,11 @@ import { ChdbEvidenceStore, ClickHouseServerStore, type EvidenceStore } from '..
 
 export interface Backbone {
   log: EventLog;
+  /**
+   * Called when evidence spooled during a Kafka outage has been delivered (log.kafka.onUnavailable:
+   * spool); the role records the window as evidence.
+   */
+  onSpoolDrained?: (window: { fromUs: number; toUs: number; records: number }) => void;
   controlLog: EventLog;
   /** Public keys whose control messages are obeyed (the installation's signing keys). */
   trust: TrustSource;
@@ -27,7 +34,8 @@ export interface Backbone {
   close(): Promise<void>;
 }
 
-export async function openBackbone(config: AttestConfig, logger: Logger, env: NodeJS.ProcessEnv): Promise<Backbone> {
+export async function openBackbone(config: AttestConfig, logger: Logger, env: NodeJS.ProcessEnv, role = 'platform'): Promise<Backbone> {
+  const backbone: Partial<Backbone> = {};
   const toClose: Array<() => Promise<void>> = [];
   const close = async () => {
     for (const c of toClose.splice(0).reverse()) {
@@ -55,7 +63,14 @@ export async function openBackbone(config: AttestConfig, logger: Logger, env: No
           minInsyncReplicas: k.minInsyncReplicas,
         });
       }
-      log = await openKafkaEventLog({ brokers: k.brokers, clientId: k.clientId, topic: k.topics.events, compression: k.compression });
+      const kafkaLog = await openKafkaEventLog({ brokers: k.brokers, clientId: k.clientId, topic: k.topics.events, compression: k.compression });
+      if (k.onUnavailable === 'spool') {
+        // One spool per role and host: a restarted process drains what its predecessor left.
+        const spool = await FileEventLog.open({ dir: join(config.dataDir, 'spool', `${role}-${hostname()}`), partitions: kafkaLog.partitionCount });
+        log = await SpoolingEventLog.open({ primary: kafkaLog, spool, logger, onDrained: (w) => backbone.onSpoolDrained?.(w) });
+      } else {
+        log = kafkaLog;
+      }
       toClose.push(() => log.close());
       controlLog = await openKafkaEventLog({ brokers: k.brokers, clientId: `${k.clientId}-control`, topic: k.topics.control, compression: k.compression });
       toClose.push(() => controlLog.close());
@@ -87,7 +102,7 @@ export async function openBackbone(config: AttestConfig, logger: Logger, env: No
       }
       return ChdbEvidenceStore.open({ dataDir: join(config.dataDir, 'store'), retention });
     };
-    return {
+    return Object.assign(backbone, {
       log,
       controlLog,
       trust: trustKeyDirectory(join(config.dataDir, 'keys', 'signing')),
@@ -99,7 +114,7 @@ export async function openBackbone(config: AttestConfig, logger: Logger, env: No
         return store;
       },
       close,
-    };
+    });
   } catch (err) {
     await close();
     throw err;

@@ -8,7 +8,7 @@ import { startGateway } from '../../gateway/src/main';
 import { evidenceQuery, keysExport, panLookup, sessionsShow, verify, type CliIO } from './evidence-commands';
 import { startPlatform } from './platform';
 import { openBackbone } from './backbone';
-import { startConsoleRole, startProcessors, startProcessorsOps } from './roles';
+import { recordSpoolOutages, startConsoleRole, startProcessors, startProcessorsOps } from './roles';
 import { createVerifierFromConfig } from '../../gateway/src/main';
 
 /**
@@ -125,24 +125,25 @@ async function startRole(what: Role, loaded: LoadedConfig, logger: Logger): Prom
       cut: () => platform.gateway.app.server.closeAllConnections(),
     };
   }
-  const backbone = await openBackbone(loaded.config, logger, process.env);
+  const backbone = await openBackbone(loaded.config, logger, process.env, what);
   const ctx = { loaded, logger, env: process.env, backbone };
+  const closeSpoolRecorder = recordSpoolOutages(ctx, what);
   try {
     if (what === 'gateway') {
       const gw = await startGateway(loaded, logger, process.env, { log: backbone.log, control: { log: backbone.controlLog, trust: backbone.trust } });
-      return { lines: gatewayLines(gw.url), close: async () => (await gw.close(), await backbone.close()), cut: () => gw.app.server.closeAllConnections() };
+      return { lines: gatewayLines(gw.url), close: async () => (await gw.close(), await closeSpoolRecorder(), await backbone.close()), cut: () => gw.app.server.closeAllConnections() };
     }
     if (what === 'processors') {
       const p = await startProcessors(ctx);
       const ops = await startProcessorsOps(ctx, p);
       return {
         lines: [`Attest processors running (evidence writer, approvals, risk)`, `  health: ${ops.url}/healthz   metrics: ${ops.url}/metrics`],
-        close: async () => (await ops.app.close(), await p.close(), await backbone.close()),
+        close: async () => (await ops.app.close(), await p.close(), await closeSpoolRecorder(), await backbone.close()),
       };
     }
     const verifier = await createVerifierFromConfig(loaded.config, logger);
     const c = await startConsoleRole(ctx, verifier);
-    return { lines: consoleLines(c.url), close: async () => (await c.close(), await backbone.close()) };
+    return { lines: consoleLines(c.url), close: async () => (await c.close(), await closeSpoolRecorder(), await backbone.close()) };
   } catch (err) {
     await backbone.close();
     throw err;

@@ -5,7 +5,7 @@ import type { EventLog } from '../../common/src/log';
 import { createVerifierFromConfig, startGateway, type RunningGateway } from '../../gateway/src/main';
 import type { EvidenceWriter } from '../../processors/src/evidence-writer';
 import { openBackbone } from './backbone';
-import { Closer, startConsoleRole, startProcessors, type RoleContext } from './roles';
+import { Closer, recordSpoolOutages, startConsoleRole, startProcessors, type RoleContext } from './roles';
 
 /**
  * The whole platform in one process (`attest start`), on the backbone the config names (embedded
@@ -35,6 +35,7 @@ export async function startPlatform(loaded: LoadedConfig, logger: Logger, env: N
   closer.add(() => backbone.close());
   try {
     const ctx: RoleContext = { loaded, logger, env, backbone };
+    closer.add(recordSpoolOutages(ctx, 'platform'));
     const processors = await startProcessors(ctx);
     closer.add(() => processors.close());
     const verifier = await createVerifierFromConfig(config, logger);

@@ -253,3 +253,38 @@ function reviewerDeps(r: ReviewerConfig, approvals: ApprovalService, env: NodeJS
     sessionTtlSec: r.sessionTtlSec,
   };
 }
+
+/**
+ * Records each Kafka outage that was bridged by the local spool (log.kafka.onUnavailable: spool) as
+ * audit.stopped (paused), from a small producer of its own: the window, and how many records were
+ * delivered late. Returns the closer of that producer.
+ */
+export function recordSpoolOutages(ctx: RoleContext, role: string): () => Promise<void> {
+  let rt: Promise<EvidenceRuntime> | undefined;
+  const producerId = `spool-${role}-${hostname()}`;
+  ctx.backbone.onSpoolDrained = (w) => {
+    rt ??= openEvidence({ ...producerOptions(ctx, 'spool', producerId) });
+    void rt
+      .then(async ({ emitter }) => {
+        const iso = (us: number) => new Date(us / 1000).toISOString();
+        const e = emitter.build('audit.stopped', {
+          actor: systemActor(producerId),
+          source: { address: 'local', userAgent: null },
+          target: { protocol: 'kafka', service: 'attest', resource: `role/${role}`, model: null },
+          outcome: { result: 'failure', status: null, reason: 'event_log_unavailable' },
+          correlation: { sessionId: `producer:${producerId}`, requestId: `spooled:${w.fromUs}`, upstreamRequestId: null },
+          payload: {
+            component: role,
+            reason: 'paused',
+            detail: `Kafka was unreachable from ${iso(w.fromUs)} to ${iso(w.toUs)}; ${w.records} evidence records were spooled to local disk and delivered late, in order`,
+            resumeExpected: true,
+          },
+        });
+        await emitter.emit([e], e.correlation.sessionId);
+      })
+      .catch((err: unknown) => ctx.logger.error({ code: (err as { code?: string }).code }, 'the spooled outage could not be recorded'));
+  };
+  return async () => {
+    if (rt) await (await rt).close('shutdown');
+  };
+}

@@ -163,6 +163,11 @@ export const configSchema = z.strictObject({
           replicationFactor: z.number().int().min(1).max(7).default(3),
           minInsyncReplicas: z.number().int().min(1).max(7).default(2),
           compression: z.enum(['none', 'gzip', 'snappy', 'lz4']).default('lz4'),
+          /**
+           * When the brokers are unreachable: 'fail_closed' (503, nothing is served without evidence)
+           * or 'spool' (evidence goes durably to dataDir/spool and is delivered when Kafka is back).
+           */
+          onUnavailable: z.enum(['fail_closed', 'spool']).default('fail_closed'),
         })
         .optional(),
     })
