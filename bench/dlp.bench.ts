@@ -15,7 +15,7 @@ import os from 'node:os';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { findPans } from '../services/common/src/masking/index';
-import { compileDlpPolicy, DEFAULT_DLP_POLICY, scanAndApply, scanJson, type Json } from '../services/processors/src/dlp/index';
+import { compileDlpPolicy, DEFAULT_DLP_POLICY, scanAndApply, scanJson, type Json } from '../services/common/src/dlp/index';
 
 const args = process.argv.slice(2);
 function arg(name: string, dflt: number): number {

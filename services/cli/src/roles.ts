@@ -16,6 +16,7 @@ import { ApprovalsProcessor } from '../../processors/src/approvals/processor';
 import { WebhookNotifier } from '../../processors/src/approvals/notifier';
 import { EvidenceWriter, evidenceWriterProducerId } from '../../processors/src/evidence-writer';
 import { RiskProcessor } from '../../processors/src/risk-processor';
+import { DlpProcessor } from '../../processors/src/dlp-processor';
 import type { Backbone } from './backbone';
 
 /**
@@ -78,6 +79,7 @@ async function openProducer(ctx: RoleContext, closer: Closer, component: string,
 
 export interface RunningProcessors {
   writer: EvidenceWriter;
+  dlp: DlpProcessor;
   approvals: ApprovalService;
   risk: RiskProcessor;
   close(): Promise<void>;
@@ -141,7 +143,13 @@ export async function startProcessors(ctx: RoleContext): Promise<RunningProcesso
     const risk = new RiskProcessor({ log: backbone.log, emitter: riskRt.emitter, publisher: new ControlPublisher(backbone.controlLog, riskRt.keyring), policy: config.risk, logger });
     await risk.start();
     closer.add(() => risk.stop());
-    return { writer, approvals, risk, close: () => closer.close() };
+
+    // DLP beyond PAN: derived data.masked (provenance) and data security findings.
+    const dlpRt = await openProducer(ctx, closer, 'dlp', `dlp-${hostname()}`);
+    const dlp = new DlpProcessor({ log: backbone.log, emitter: dlpRt.emitter, policy: config.dlp, panKey: dlpRt.panKey, logger });
+    await dlp.start();
+    closer.add(() => dlp.stop());
+    return { writer, dlp, approvals, risk, close: () => closer.close() };
   } catch (err) {
     await closer.close();
     throw err;

@@ -254,16 +254,24 @@ export class EvidenceWriter {
     const consumer = this.#consumer;
     if (consumer === undefined) return;
     while (!this.#stopping) {
-      const endBefore = await this.#o.log.endOffsets();
+      // Reading end offsets and polling fail with a retriable `log_unavailable` while the broker is
+      // down (docs/kafka.md, "Failure behaviour"); they are retried like inserts and commits. They
+      // used not to be: one poll during a broker outage ended the loop and left the writer 'failed'
+      // in a process that kept running, so nothing reached the store after the broker came back.
+      const endBefore = await this.#retrying('end offsets', () => this.#o.log.endOffsets());
+      if (this.#stopping) break;
       const pollStart = this.#now();
-      this.#polling = true;
-      let records: ConsumedRecord[];
-      try {
-        records = await consumer.poll(this.#maxBatch, this.#maxWait);
-      } finally {
-        this.#polling = false;
-      }
-      if (this.#consumerClosed) break;
+      const records: ConsumedRecord[] = await this.#retrying('poll', async () => {
+        // stop() during a retry's backoff: do not start another poll on a consumer being closed.
+        if (this.#stopping) return [];
+        this.#polling = true;
+        try {
+          return await consumer.poll(this.#maxBatch, this.#maxWait);
+        } finally {
+          this.#polling = false;
+        }
+      });
+      if (this.#consumerClosed || (this.#stopping && records.length === 0)) break;
       if (records.length === 0) {
         // Everything durable when the poll started has been delivered and committed.
         endBefore.forEach((e, p) => {

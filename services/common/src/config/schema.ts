@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { approvalPolicySchema } from '../approvals/rules';
 import { riskPolicySchema } from './risk-policy';
+import { dlpPolicySchema } from '../dlp/policy';
 
 /**
  * The one configuration file (YAML) of an Attest deployment. Every key here is documented in the
@@ -226,6 +227,8 @@ export const configSchema = z.strictObject({
       port: z.number().int().min(0).max(65535).default(8091),
     })
     .prefault({}),
+  /** DLP beyond PAN in stored events: detectors, strategies, custom patterns (services/common/src/dlp). */
+  dlp: dlpPolicySchema.prefault({}),
   /** Risk rules: signals, scoring, findings, automatic suspension (services/processors/src/risk). */
   risk: riskPolicySchema.prefault({}),
   dataDir: z.string().min(1).default('./data'),

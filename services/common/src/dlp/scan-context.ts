@@ -2,7 +2,7 @@
  * Per-string state shared by detectors: the PAN engine runs once per string and both the PAN detector
  * and the CVV/expiry/track detectors read its result.
  */
-import { findPans } from '../../../common/src/masking/index';
+import { findPans } from '../masking/index';
 import type { PanAnchor, PanWithDigits, ScanContext } from './types';
 
 /**

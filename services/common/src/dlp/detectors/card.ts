@@ -10,7 +10,7 @@
  * PAN" include PANs the gateway already masked (411111******1111), and track data is recognised with
  * a masked PAN in it too: the gateway masks the PAN of ";4111…=2512…?" but leaves the rest of the track.
  */
-import { luhnValid, maskedForm } from '../../../../common/src/masking/index';
+import { luhnValid, maskedForm } from '../../masking/index';
 import type { Detector, DlpSpan, PanAnchor, ScanContext } from '../types';
 import { wordNear } from '../context';
 

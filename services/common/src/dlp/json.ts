@@ -3,7 +3,7 @@
  * key goes through scanAndApply; the result is a new value (unchanged subtrees are shared) and the
  * JSON paths that changed, for the provenance record and for the location of each finding.
  */
-import { AttestError } from '../../../common/src/errors';
+import { AttestError } from '../errors';
 import { compileDlpPolicy, type CompiledDlpPolicy, type DlpPolicy } from './policy';
 import { scanAndApply, type DlpApplied, type DlpFinding } from './scan';
 import { dropped } from './strategies';

@@ -10,7 +10,7 @@
  * public in the chain, and is what a verifier looks up.
  */
 import { hash } from 'node:crypto';
-import type { DataMaskedPayload, Detector as AvroDetector, Direction, MaskAction, MaskHit } from '../../../common/src/events/types.generated';
+import type { DataMaskedPayload, Detector as AvroDetector, Direction, MaskAction, MaskHit } from '../events/types.generated';
 import type { DlpJsonResult } from './json';
 import type { DlpApplied, DlpFinding } from './scan';
 import type { DlpStrategy } from './types';

@@ -1,4 +1,4 @@
-import type { PanHit } from '../../../common/src/masking/index';
+import type { PanHit } from '../masking/index';
 
 /**
  * Shared vocabulary of the DLP engine. Everything here is data: detectors return spans, the engine

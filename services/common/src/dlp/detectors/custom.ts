@@ -2,7 +2,7 @@
  * Custom patterns from the policy, admitted by safe-regex.ts. An optional checksum ('luhn' over the
  * digits, 'mod97' over an IBAN-like value) cuts false positives for formats that have one.
  */
-import { luhnValid } from '../../../../common/src/masking/index';
+import { luhnValid } from '../../masking/index';
 import type { ContextWords, Detector, DlpCategory, DlpSeverity, DlpSpan, DlpStrategy } from '../types';
 import { ibanMod97 } from './iban';
 

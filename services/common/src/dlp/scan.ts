@@ -1,8 +1,8 @@
 /**
  * One string through the engine: detect → context → confidence floor → overlaps → strategies.
  */
-import { AttestError } from '../../../common/src/errors';
-import { mayContainDigit } from '../../../common/src/masking/scanner';
+import { AttestError } from '../errors';
+import { mayContainDigit } from '../masking/scanner';
 import { applyContext } from './context';
 import { resolveOverlaps, type Region } from './overlap';
 import { compileDlpPolicy, type CompiledDlpPolicy, type DlpPolicy } from './policy';

@@ -8,7 +8,7 @@
  * a redelivered event (the log is at-least-once) updates the same finding instead of opening another.
  */
 import { hash } from 'node:crypto';
-import type { FindingClosedPayload, FindingOpenedPayload, FindingResolution, FindingUpdatedPayload } from '../../../common/src/events/types.generated';
+import type { FindingClosedPayload, FindingOpenedPayload, FindingResolution, FindingUpdatedPayload } from '../events/types.generated';
 import type { DlpFinding } from './scan';
 
 /** Where the content came from: the event that carried it and who produced/caused it. */

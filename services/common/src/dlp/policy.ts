@@ -4,7 +4,7 @@
  * turns a parsed section into the detector list the engine runs (cached per policy object).
  */
 import { z } from 'zod';
-import { AttestError } from '../../../common/src/errors';
+import { AttestError } from '../errors';
 import {
   BUILTIN_DETECTOR_IDS,
   BUILTIN_DETECTORS,
@@ -60,7 +60,7 @@ export const dlpPolicySchema = z
     /** What 'drop' removes: the string holding the hit ('field') or the event's whole content ('content'). */
     dropScope: z.enum(['field', 'content']).default('field'),
     /** Categories whose presence is a data security finding (PCI DSS 12.10.7), besides 'data masked'. */
-    dataSecurityCategories: z.array(z.enum(DLP_CATEGORIES)).default(['card', 'sad']),
+    dataSecurityCategories: z.array(z.enum(DLP_CATEGORIES)).default(['card', 'sad', 'secret']),
   })
   .superRefine((p, ctx) => {
     for (const id of MANDATORY_DETECTORS) {

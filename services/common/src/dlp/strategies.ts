@@ -3,7 +3,7 @@
  * string (or content), which scan.ts and json.ts decide.
  */
 import { createHmac } from 'node:crypto';
-import { AttestError } from '../../../common/src/errors';
+import { AttestError } from '../errors';
 import type { Detector, DlpKey, DlpSpan, DlpStrategy } from './types';
 
 /** Characters of the keyed hash kept in a token: 96 bits, plenty to tell values apart in one tenant. */

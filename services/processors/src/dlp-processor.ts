@@ -1,0 +1,700 @@
+/**
+ * The DLP processor: consumes the evidence log as consumer group `dlp`, runs the DLP engine (dlp/) over
+ * every event that carries content, and appends what it derives as signed evidence through its own
+ * producer (invariant 5: derived content keeps provenance). A thin shell like the risk processor: the
+ * rules live in dlp/, the I/O is at the edges.
+ *
+ *   poll ──▶ type header filter ──▶ decodeEvent ──▶ scanJson(content) ──▶ deriveProvenance ──▶ data.masked
+ *     │                                                            └──▶ observe(case, finding) ──▶ finding.opened / finding.updated
+ *     │                                              emitter.emit(outputs, record key)   (durable)
+ *     └──────── commit(positionsAfter(batch)) only after the outputs are durable
+ *
+ * What it scans (CONTENT_FIELDS): `gateway.response.completed` payload.content (the delivered,
+ * gateway-masked response body: JSON, or SSE text) and `db.query.executed` payload.statement (the
+ * masked SQL text). Those are the only string content fields of the event schemas. A body that parses
+ * as a JSON object or array is scanned as JSON (paths like `$.content[0].text`, so a drop removes one
+ * text block, not the whole body); anything else (SSE, plain text, SQL) as one string at path `$`.
+ *
+ * What it writes, when the engine changes the content (it redacts more than the gateway did):
+ *   - `data.masked`, payload from deriveProvenance: subjectEventId = the original event's id,
+ *     originalDigest = the original's chain hash (SHA-256 of its encoded bytes, what its successor's
+ *     prevHash names), maskedDigest = SHA-256 of canonicalJson(redacted content), one hit per region
+ *     (ruleId `dlp.<detector>`, action masked / tokenized / dropped, location, no value; PANs as BIN,
+ *     last four and a keyed hash). Envelope: the original's actor, source, target and correlation
+ *     (whose content it was, so card lookups and per-person queries find it like the gateway's own
+ *     data.masked); metadata.producer is this processor, and its checkpoints sign the event.
+ *   - `finding.opened` / `finding.updated` (actor DLP_ACTOR) for every data_security finding of the
+ *     scan (categories in policy.dataSecurityCategories; default card and SAD, add `secret` for keys):
+ *     one case per (detector, value fingerprint, source identity), the location naming the store,
+ *     event type and field, event id, JSON path and offset; the source identity is the original
+ *     actor's issuer and subject, and the producer that wrote the content.
+ * The original events are never touched: the original chain still verifies.
+ *
+ * The redacted content itself is NOT written anywhere: data.masked has no content field and no event
+ * type carries a redacted copy (see the report / docs: a `data.redacted` event or a `content` field
+ * is needed). maskedDigest commits to it, so once a place exists the content can be checked.
+ *
+ * Redelivery (at-least-once) produces no duplicate. Outputs are keyed by the input record's key, so
+ * they land in the input's partition after it: every output of an input that is not committed yet
+ * sits in the uncommitted stretch [committed, end) of that partition. At start (and after a failure)
+ * the processor probes that stretch and collects the original ids its own outputs name (data.masked
+ * subjectEventId, finding.* relatedEventIds): those inputs are skipped when delivered again. Inputs
+ * handled in this run are remembered too (a bounded window of RECENT_CAP ids), which also absorbs a
+ * producer's retried append that put the same event on the log twice. Event ids cannot be made
+ * deterministic instead: ids are UUIDv7 and the store dedupes by id, which would hide a chained event
+ * and break the processor's own chain in the store.
+ *
+ * The findings book (open/closed per case) is rebuilt from the log at start and after any failure
+ * that may leave it ahead of the log: a throwaway reader replays every finding.* event with a `dlp-`
+ * finding id below the committed positions, then the finding events of the uncommitted stretch are
+ * folded (the fold is order-independent, so partitions may interleave). A finding.closed written by
+ * anyone (the console) closes the case; the next sighting opens a new generation (a new finding id).
+ * Never is an input decided twice on the same book: a failed emit discards the book and rebuilds.
+ *
+ * Limits: only one DLP processor per group (the book needs every partition); the replay reads the
+ * whole retained log at every rebuild (headers let it skip decoding all but finding events); SSE is
+ * scanned as one text, so a secret split across two text deltas is not seen; outputs carry the
+ * processor emitter's tenant id (one processor per tenant).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
+import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
+import {
+  decodeEvent,
+  type Actor,
+  type AnyAttestEvent,
+  type Direction,
+  type EventType,
+  type PayloadOf,
+  type UnchainedEvent,
+} from '../../common/src/events';
+import { sha256 } from '../../common/src/integrity';
+import { positionsAfter, type ConsumedRecord, type EventLog, type LogConsumer } from '../../common/src/log';
+import { compileDlpPolicy, deriveProvenance, observe, scanJson, type DataSecurityCase, type DlpKey, type DlpPolicy, type FindingSource, type Json } from '../../common/src/dlp/index';
+import { findingId as caseFindingId, findingKey, MAX_RELATED } from '../../common/src/dlp/findings';
+
+export const DLP_PROCESSOR_GROUP = 'dlp';
+
+/** Actor of the findings the processor raises on its own. */
+export const DLP_ACTOR: Actor = {
+  subject: 'attest:dlp',
+  issuer: 'attest',
+  clientId: null,
+  groups: [],
+  kind: 'system',
+  onBehalfOf: null,
+  dev: false,
+};
+
+/** Label of the DLP key derived from the PAN HMAC key (like the gateway's approval digest key). */
+export const DLP_KEY_LABEL = 'attest.dlp.fingerprint-key.v1';
+
+/**
+ * The engine's HMAC key (tokens, fingerprints) from the PAN HMAC key: HMAC(panSecret, label), 32 raw
+ * bytes, with its own key id. PAN fingerprints under it are NOT the gateway's panHmac (that would
+ * need the raw PAN key in the engine); a lookup tool derives this key from the PAN key the same way.
+ */
+export function dlpKeyFrom(panKey: PanHmacKey): DlpKey {
+  return { kid: `${panKey.kid}/dlp.v1`, secret: new Uint8Array(Buffer.from(panKey.hash(DLP_KEY_LABEL), 'base64url')) };
+}
+
+export interface ContentField {
+  readonly type: EventType;
+  readonly field: string;
+  readonly direction: Direction;
+}
+
+/** The string content fields of the event schemas (types.generated.ts). */
+export const CONTENT_FIELDS: readonly ContentField[] = [
+  { type: 'gateway.response.completed', field: 'content', direction: 'response' },
+  { type: 'db.query.executed', field: 'statement', direction: 'request' },
+];
+
+const CONTENT_BY_TYPE: ReadonlyMap<string, ContentField> = new Map(CONTENT_FIELDS.map((c) => [c.type, c]));
+/** Types the main loop decodes (anything else is skipped on its `type` header). */
+const HANDLED_TYPES: ReadonlySet<string> = new Set([...CONTENT_BY_TYPE.keys(), 'finding.closed']);
+/** Types the processor writes, and finding events it folds. */
+const OUTPUT_TYPES: ReadonlySet<string> = new Set(['data.masked', 'finding.opened', 'finding.updated', 'finding.closed']);
+const FINDING_TYPES: ReadonlySet<string> = new Set(['finding.opened', 'finding.updated', 'finding.closed']);
+const DLP_FINDING_PREFIX = 'dlp-';
+
+/** How many handled original ids are remembered for dedupe beyond the uncommitted stretch. */
+export const RECENT_CAP = 65_536;
+
+export interface DlpProcessorOptions {
+  /** The evidence log: read as `group`, and where the outputs go (through `emitter`). */
+  readonly log: EventLog;
+  /** The processor's own producer (e.g. `dlp-<host>`, component 'dlp'). */
+  readonly emitter: EvidenceEmitter;
+  /** The `dlp` policy section (dlpPolicySchema). */
+  readonly policy: DlpPolicy;
+  /** The PAN HMAC key; the engine's key is derived from it (dlpKeyFrom). */
+  readonly panKey: PanHmacKey;
+  readonly logger: Logger;
+  /** Default `dlp`. */
+  readonly group?: string;
+  /** Where the scanned content sits, first word of finding locations. Default `log`. */
+  readonly contentStore?: string;
+  /** Wall clock, ms. Default Date.now. */
+  readonly now?: () => number;
+  /** Default 1 000. */
+  readonly maxBatchRecords?: number;
+  /** Longest a poll waits (bounds how fast stop returns). Default 100 ms. */
+  readonly maxWaitMs?: number;
+  /** Backoff after a failure. Default 50 ms doubling to 5 000 ms. */
+  readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** Test seam: runs after a batch's outputs are durable, before its commit. */
+  readonly beforeCommit?: (records: readonly ConsumedRecord[]) => void | Promise<void>;
+}
+
+export interface DlpProcessorStats {
+  state: 'new' | 'running' | 'stopping' | 'stopped';
+  /** Records delivered (all types). */
+  recordsSeen: number;
+  /** Events with a content field scanned. */
+  scanned: number;
+  /** Scanned events the engine changed (a data.masked was derived). */
+  derived: number;
+  /** Content events skipped because their outputs are already durable (redelivery, duplicate append). */
+  duplicatesSkipped: number;
+  undecodable: number;
+  /** Records the engine threw on (logged, skipped: their content is NOT scanned). */
+  failedRecords: number;
+  outputsEmitted: number;
+  findingsOpened: number;
+  findingsUpdated: number;
+  /** Hits per detector id over the derived events. */
+  hitsByDetector: Record<string, number>;
+  commits: number;
+  records: number;
+  rebuilds: number;
+  /** Finding events folded by the last rebuild. */
+  replayed: number;
+  /** Original ids found already derived in the uncommitted stretch by the last rebuild. */
+  pendingDerived: number;
+  retries: number;
+  /** Cases in the book. */
+  cases: number;
+  /** Time spent in the engine (scan + derive), ms. */
+  scanMs: number;
+  lastError: unknown;
+}
+
+interface Emission {
+  readonly key: string;
+  readonly events: UnchainedEvent<EventType>[];
+}
+
+interface CaseRecord {
+  openedAtUs: number;
+  occurrences: number;
+  related: string[];
+  closed: boolean;
+}
+
+/**
+ * Data security cases by finding id. Folding is order-independent (a case's events may sit in
+ * different partitions); a case's generation is found by walking `findingId(key, g)`.
+ */
+export class DlpFindingBook {
+  readonly #cases = new Map<string, CaseRecord>();
+
+  get size(): number {
+    return this.#cases.size;
+  }
+
+  /** The current case for a finding key: the open one, else the last closed one, else undefined. */
+  current(key: string): DataSecurityCase | undefined {
+    let last: DataSecurityCase | undefined;
+    for (let g = 0; ; g++) {
+      const id = caseFindingId(key, g);
+      const c = this.#cases.get(id);
+      if (c === undefined) return last;
+      const s: DataSecurityCase = { findingId: id, status: c.closed ? 'closed' : 'open', openedAtUs: c.openedAtUs, occurrences: c.occurrences, relatedEventIds: c.related, generation: g };
+      if (!c.closed) return s;
+      last = s;
+    }
+  }
+
+  /** Stores a case as observe() returned it. */
+  put(s: DataSecurityCase): void {
+    const c = this.#cases.get(s.findingId);
+    this.#cases.set(s.findingId, { openedAtUs: s.openedAtUs, occurrences: s.occurrences, related: [...s.relatedEventIds], closed: s.status === 'closed' || (c?.closed ?? false) });
+  }
+
+  /** Folds a finding event about a DLP case (others are ignored). */
+  apply(e: AnyAttestEvent): void {
+    const t = e.metadata.type;
+    if (!FINDING_TYPES.has(t)) return;
+    const p = e.payload as PayloadOf<'finding.opened'> | PayloadOf<'finding.updated'> | PayloadOf<'finding.closed'>;
+    if (!p.findingId.startsWith(DLP_FINDING_PREFIX)) return;
+    const c = this.#cases.get(p.findingId) ?? { openedAtUs: e.metadata.timeUs, occurrences: 0, related: [], closed: false };
+    if (t === 'finding.closed') {
+      c.closed = true;
+      c.openedAtUs = (p as PayloadOf<'finding.closed'>).openedAtUs;
+    } else if (isOwnActor(e.actor)) {
+      // Sightings are the processor's own opened/updated; a person's update (acknowledged, …) is not one.
+      if (t === 'finding.opened') c.openedAtUs = e.metadata.timeUs;
+      c.occurrences++;
+      const rel = (p as PayloadOf<'finding.opened'>).relatedEventIds;
+      c.related = [...rel.filter((id) => !c.related.includes(id)), ...c.related].slice(0, MAX_RELATED);
+    }
+    this.#cases.set(p.findingId, c);
+  }
+}
+
+export class DlpProcessor {
+  readonly stats: DlpProcessorStats;
+  readonly group: string;
+  readonly #o: DlpProcessorOptions;
+  readonly #now: () => number;
+  readonly #maxBatch: number;
+  readonly #maxWait: number;
+  readonly #key: DlpKey;
+  #book = new DlpFindingBook();
+  /** Original ids whose outputs are durable: the uncommitted stretch at the last rebuild, and this run's. */
+  #handled = new Set<string>();
+  #consumer: LogConsumer | undefined;
+  #loop: Promise<void> | undefined;
+  #starting: Promise<void> | undefined;
+  #stopping = false;
+  #polling = false;
+  #wake: (() => void) | undefined;
+  #idleWaiters: { since: number; resolve: () => void }[] = [];
+
+  constructor(opts: DlpProcessorOptions) {
+    this.#o = opts;
+    this.group = opts.group ?? DLP_PROCESSOR_GROUP;
+    this.#now = opts.now ?? Date.now;
+    this.#maxBatch = opts.maxBatchRecords ?? 1_000;
+    this.#maxWait = opts.maxWaitMs ?? 100;
+    this.#key = dlpKeyFrom(opts.panKey);
+    // Fails fast on an unsafe custom pattern, before anything is consumed.
+    compileDlpPolicy(opts.policy);
+    this.stats = {
+      state: 'new',
+      recordsSeen: 0,
+      scanned: 0,
+      derived: 0,
+      duplicatesSkipped: 0,
+      undecodable: 0,
+      failedRecords: 0,
+      outputsEmitted: 0,
+      findingsOpened: 0,
+      findingsUpdated: 0,
+      hitsByDetector: {},
+      commits: 0,
+      records: 0,
+      rebuilds: 0,
+      replayed: 0,
+      pendingDerived: 0,
+      retries: 0,
+      cases: 0,
+      scanMs: 0,
+      lastError: undefined,
+    };
+  }
+
+  /** The current findings book (replaced by every rebuild): for tests and diagnostics. */
+  get book(): DlpFindingBook {
+    return this.#book;
+  }
+
+  /** The key id of the engine's HMAC key (tokens, fingerprints, panHmacKeyId of DLP PAN hits). */
+  get keyId(): string {
+    return this.#key.kid;
+  }
+
+  /** Rebuilds the book from the log, then consumes in the background. Resolves once rebuilt. */
+  start(): Promise<void> {
+    if (this.stats.state !== 'new') return Promise.reject(new Error(`dlp processor already ${this.stats.state}`));
+    this.stats.state = 'running';
+    this.#starting = this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    let rebuilt = false;
+    let delay = this.#o.retry?.initialMs ?? 50;
+    while (!rebuilt && !this.#stopping) {
+      try {
+        await this.#rebuild();
+        rebuilt = true;
+      } catch (err) {
+        delay = await this.#failed(err, 'rebuild', delay);
+      }
+    }
+    this.#loop = this.#run().finally(async () => {
+      await this.#closeConsumer();
+      this.stats.state = 'stopped';
+      for (const w of this.#idleWaiters.splice(0)) w.resolve();
+    });
+  }
+
+  /** Finishes the batch in hand (emit, commit), then leaves the group. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stats.state === 'running') this.stats.state = 'stopping';
+    this.#stopping = true;
+    this.#wake?.();
+    if (this.#polling) await this.#closeConsumer();
+    await this.#starting?.catch(() => undefined);
+    await this.#loop;
+    if (this.#loop === undefined) {
+      await this.#closeConsumer();
+      this.stats.state = 'stopped';
+    }
+  }
+
+  /** Resolves once everything durable in the log when called has been handled and committed. */
+  idle(): Promise<void> {
+    if (this.stats.state === 'stopped') return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push({ since: this.#now(), resolve }));
+  }
+
+  // ---- the loop ----
+
+  async #run(): Promise<void> {
+    let delay = this.#o.retry?.initialMs ?? 50;
+    let needRebuild = false;
+    while (!this.#stopping) {
+      try {
+        if (needRebuild) {
+          await this.#rebuild();
+          needRebuild = false;
+        }
+        await this.#step();
+        delay = this.#o.retry?.initialMs ?? 50;
+      } catch (err) {
+        if (this.#stopping) break;
+        // The book may hold cases whose events are not on the log: discard it.
+        needRebuild = true;
+        await this.#closeConsumer();
+        delay = await this.#failed(err, 'batch', delay);
+      }
+    }
+  }
+
+  async #step(): Promise<void> {
+    const consumer = this.#consumer;
+    if (consumer === undefined) throw new Error('dlp processor has no consumer');
+    const pollStart = this.#now();
+    this.#polling = true;
+    let records: ConsumedRecord[];
+    try {
+      records = await consumer.poll(this.#maxBatch, this.#maxWait);
+    } finally {
+      this.#polling = false;
+    }
+    if (this.#stopping && records.length === 0) return;
+    if (records.length === 0) {
+      for (const w of this.#idleWaiters.filter((x) => x.since <= pollStart)) {
+        this.#idleWaiters.splice(this.#idleWaiters.indexOf(w), 1);
+        w.resolve();
+      }
+      return;
+    }
+    await this.#processBatch(consumer, records);
+  }
+
+  async #processBatch(consumer: LogConsumer, records: ConsumedRecord[]): Promise<void> {
+    const byKey = new Map<string, UnchainedEvent<EventType>[]>();
+    for (const r of records) {
+      this.stats.recordsSeen++;
+      const t = r.headers['type'];
+      if (t !== undefined && !HANDLED_TYPES.has(t)) continue;
+      const event = this.#decode(r);
+      if (event === undefined) continue;
+      const type = event.metadata.type;
+      if (type === 'finding.closed') {
+        this.#book.apply(event);
+        continue;
+      }
+      const field = CONTENT_BY_TYPE.get(type);
+      if (field === undefined) continue;
+      const id = event.metadata.eventId;
+      if (this.#handled.has(id)) {
+        this.stats.duplicatesSkipped++;
+        continue;
+      }
+      let out: UnchainedEvent<EventType>[];
+      try {
+        out = this.#handle(event, r.value, field);
+      } catch (err) {
+        this.stats.failedRecords++;
+        this.#o.logger.error(
+          { code: (err as { code?: string }).code, partition: r.partition, offset: r.offset, eventId: id, type },
+          'dlp: the engine failed on a record; its content was not scanned',
+        );
+        continue;
+      }
+      if (out.length === 0) continue;
+      // Remembered now (a duplicate later in this batch is skipped); a failed emit rebuilds the set.
+      this.#remember(id);
+      const list = byKey.get(r.key);
+      if (list === undefined) byKey.set(r.key, out);
+      else list.push(...out);
+    }
+    await this.#output([...byKey].map(([key, events]) => ({ key, events })));
+    await this.#o.beforeCommit?.(records);
+    if (this.#stopping && this.#consumer !== consumer) return;
+    await consumer.commit(positionsAfter(records));
+    this.stats.commits++;
+    this.stats.records += records.length;
+    this.stats.cases = this.#book.size;
+  }
+
+  /** The outputs for one content event (the book advances; the caller must make them durable). */
+  #handle(event: AnyAttestEvent, bytes: Uint8Array, field: ContentField): UnchainedEvent<EventType>[] {
+    const text = (event.payload as unknown as Record<string, unknown>)[field.field];
+    if (typeof text !== 'string' || text.length === 0) return [];
+    this.stats.scanned++;
+    const t0 = performance.now();
+    const result = scanJson(contentValue(text), this.#o.policy, this.#key, '$');
+    const derived = deriveProvenance({ eventId: event.metadata.eventId, eventHash: sha256(bytes) }, result, field.direction);
+    this.stats.scanMs += performance.now() - t0;
+    const out: UnchainedEvent<EventType>[] = [];
+    const emitter = this.#o.emitter;
+    if (derived !== null) {
+      this.stats.derived++;
+      for (const h of derived.payload.hits) this.stats.hitsByDetector[h.ruleId] = (this.stats.hitsByDetector[h.ruleId] ?? 0) + 1;
+      out.push(
+        emitter.build('data.masked', {
+          actor: event.actor,
+          source: event.source,
+          target: event.target,
+          outcome: { result: 'success', status: null, reason: null },
+          correlation: event.correlation,
+          payload: derived.payload,
+        }),
+      );
+    }
+    const src: FindingSource = {
+      eventId: event.metadata.eventId,
+      producer: event.metadata.producer,
+      subject: `${event.actor.issuer} ${event.actor.subject}`,
+      store: `${this.#o.contentStore ?? 'log'}:${field.type}.payload.${field.field}`,
+    };
+    const nowUs = this.#now() * 1000;
+    const common = {
+      actor: DLP_ACTOR,
+      source: { address: 'internal', userAgent: null },
+      target: { protocol: 'internal' as const, service: 'attest', resource: `event/${event.metadata.eventId}`, model: null },
+      outcome: { result: 'success' as const, status: null, reason: null },
+      correlation: { sessionId: event.correlation.sessionId, requestId: event.correlation.requestId, upstreamRequestId: null },
+    };
+    for (const f of result.findings) {
+      if (f.kind !== 'data_security') continue;
+      const { state, step } = observe(this.#book.current(findingKey(f, src)), f, src, nowUs);
+      if (step.type === 'unchanged') continue;
+      this.#book.put(state);
+      if (step.type === 'opened') {
+        this.stats.findingsOpened++;
+        // findings.ts titles every non-SAD category "Card data"; name secrets and the rest for what they are.
+        const title = f.category === 'card' || f.category === 'sad' ? step.payload.title : step.payload.title.replace(/^Card data/, `${CATEGORY_TITLES[f.category] ?? 'Sensitive data'}`);
+        out.push(emitter.build('finding.opened', { ...common, payload: { ...step.payload, title } }));
+      } else {
+        this.stats.findingsUpdated++;
+        out.push(emitter.build('finding.updated', { ...common, payload: step.payload }));
+      }
+    }
+    return out;
+  }
+
+  /** Durable, or throws (the caller rebuilds). */
+  async #output(emissions: readonly Emission[]): Promise<void> {
+    for (const em of emissions) {
+      await this.#o.emitter.emit(em.events, em.key);
+      this.stats.outputsEmitted += em.events.length;
+      for (const e of em.events) {
+        const p = e.payload as { subjectEventId?: string | null; findingId?: string };
+        this.#o.logger.info({ type: e.metadata.type, eventId: e.metadata.eventId, subjectEventId: p.subjectEventId, findingId: p.findingId }, 'dlp: output emitted');
+      }
+    }
+  }
+
+  #remember(id: string): void {
+    this.#handled.add(id);
+    if (this.#handled.size > RECENT_CAP) {
+      const oldest = this.#handled.values().next();
+      if (!oldest.done) this.#handled.delete(oldest.value);
+    }
+  }
+
+  // ---- rebuilding ----
+
+  async #rebuild(): Promise<void> {
+    const t0 = this.#now();
+    await this.#closeConsumer();
+    const book = new DlpFindingBook();
+    const handled = new Set<string>();
+    const log = this.#o.log;
+    const n = log.partitionCount;
+
+    // 1. Probe the uncommitted stretch: committed positions, and the outputs already durable there.
+    const committed: (number | null)[] = new Array<number | null>(n).fill(null);
+    const pending: AnyAttestEvent[] = [];
+    const probe = await log.consumer(this.group, { startFrom: 'earliest' });
+    try {
+      for (;;) {
+        const ends = await log.endOffsets();
+        const batch = await probe.poll(this.#maxBatch, Math.min(this.#maxWait, 50));
+        if (batch.length === 0) {
+          ends.forEach((e, p) => {
+            if (committed[p] === null) committed[p] = e;
+          });
+          break;
+        }
+        for (const r of batch) {
+          if (committed[r.partition] === null) committed[r.partition] = r.offset;
+          if (!mayBeOutput(r)) continue;
+          const e = this.#decode(r, false);
+          if (e === undefined) continue;
+          for (const id of derivedFrom(e)) handled.add(id);
+          if (FINDING_TYPES.has(e.metadata.type)) pending.push(e);
+        }
+        if (this.#stopping) throw new Error('dlp processor stopping');
+      }
+    } finally {
+      await probe.close();
+    }
+    const until = committed.map((c) => c ?? 0);
+
+    // 2. Fold the finding events below the committed positions.
+    let replayed = 0;
+    if (until.some((u) => u > 0)) {
+      const reader = await log.consumer(`${this.group}.replay.${randomUUID().slice(0, 8)}`, { startFrom: 'earliest' });
+      try {
+        const reached = new Array<number>(n).fill(0);
+        const done = () => reached.every((r, p) => r >= (until[p] ?? 0));
+        while (!done()) {
+          const batch = await reader.poll(this.#maxBatch, this.#maxWait);
+          if (this.#stopping) throw new Error('dlp processor stopping');
+          for (const r of batch) {
+            reached[r.partition] = Math.max(reached[r.partition] ?? 0, r.offset + 1);
+            if (r.offset >= (until[r.partition] ?? 0)) continue;
+            const t = r.headers['type'];
+            if (t !== undefined && !FINDING_TYPES.has(t)) continue;
+            const e = this.#decode(r, false);
+            if (e === undefined || !FINDING_TYPES.has(e.metadata.type)) continue;
+            book.apply(e);
+            replayed++;
+          }
+          if (batch.length === 0) break;
+        }
+        await reader.commit().catch(() => undefined);
+      } finally {
+        await reader.close();
+      }
+    }
+
+    // 3. The uncommitted stretch's findings (durable, whoever wrote them).
+    for (const e of pending) book.apply(e);
+    this.#book = book;
+    this.#handled = handled;
+    this.stats.replayed = replayed + pending.length;
+    this.stats.pendingDerived = handled.size;
+    this.stats.rebuilds++;
+    this.stats.cases = book.size;
+
+    // 4. Consume from the committed positions.
+    this.#consumer = await log.consumer(this.group, { startFrom: 'earliest' });
+    this.#o.logger.info(
+      { group: this.group, replayed, uncommittedDerived: handled.size, cases: book.size, ms: this.#now() - t0 },
+      'dlp processor: findings book rebuilt from the log',
+    );
+  }
+
+  // ---- helpers ----
+
+  #decode(r: ConsumedRecord, count = true): AnyAttestEvent | undefined {
+    try {
+      return decodeEvent(r.value).event as AnyAttestEvent;
+    } catch (err) {
+      if (count) {
+        this.stats.undecodable++;
+        this.#o.logger.warn({ partition: r.partition, offset: r.offset, code: (err as { code?: string }).code }, 'dlp: undecodable record skipped');
+      }
+      return undefined;
+    }
+  }
+
+  async #failed(err: unknown, what: string, delay: number): Promise<number> {
+    this.stats.retries++;
+    this.stats.lastError = err;
+    this.#o.logger.warn(
+      { err, code: (err as { code?: string }).code, what, delayMs: delay },
+      'dlp processor: failure, nothing committed; rebuilding from the log after backoff',
+    );
+    await this.#sleep(delay);
+    return Math.min(this.#o.retry?.maxMs ?? 5_000, delay * 2);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    if (this.#stopping) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.#wake = undefined;
+        resolve();
+      }, ms);
+      this.#wake = () => {
+        clearTimeout(t);
+        this.#wake = undefined;
+        resolve();
+      };
+    });
+  }
+
+  async #closeConsumer(): Promise<void> {
+    const c = this.#consumer;
+    this.#consumer = undefined;
+    if (c !== undefined) await c.close();
+  }
+}
+
+const CATEGORY_TITLES: Partial<Record<string, string>> = {
+  secret: 'Secret',
+  bank: 'Bank account data',
+  government_id: 'Government id',
+  contact: 'Contact data',
+  custom: 'Sensitive data',
+};
+
+/** A JSON body is scanned as JSON (paths, per-field drop); anything else as one string. */
+export function contentValue(text: string): Json {
+  const c = text.trimStart()[0];
+  if (c === '{' || c === '[') {
+    try {
+      return JSON.parse(text) as Json;
+    } catch {
+      // SSE or text that happens to start with a bracket.
+    }
+  }
+  return text;
+}
+
+function isOwnActor(a: Actor): boolean {
+  return a.subject === DLP_ACTOR.subject && a.issuer === DLP_ACTOR.issuer;
+}
+
+/**
+ * The original event ids a DLP output names: a derived data.masked (subjectEventId set, every hit a
+ * `dlp.` rule, whoever's producer wrote it) or the processor's own finding.opened / finding.updated.
+ */
+export function derivedFrom(e: AnyAttestEvent): string[] {
+  if (e.metadata.type === 'data.masked') {
+    const p = e.payload as PayloadOf<'data.masked'>;
+    return p.subjectEventId !== null && p.hits.length > 0 && p.hits.every((h) => h.ruleId.startsWith('dlp.')) ? [p.subjectEventId] : [];
+  }
+  if ((e.metadata.type === 'finding.opened' || e.metadata.type === 'finding.updated') && isOwnActor(e.actor)) {
+    const p = e.payload as PayloadOf<'finding.opened'>;
+    return p.findingId.startsWith(DLP_FINDING_PREFIX) ? [...p.relatedEventIds] : [];
+  }
+  return [];
+}
+
+/** Cheap pre-filter by the `type` header the emitter sets; records without it are decoded. */
+function mayBeOutput(r: ConsumedRecord): boolean {
+  const t = r.headers['type'];
+  return t === undefined || OUTPUT_TYPES.has(t);
+}
