@@ -74,7 +74,7 @@ describe('DLP processor on the platform', () => {
     const { decoded, raw } = await events();
     const original = decoded.find((e) => e.metadata.type === 'gateway.response.completed' && e.correlation.requestId === requestId)!;
     const derived = decoded.find((e) => e.metadata.type === 'data.masked' && e.metadata.producer.startsWith('dlp-') && e.correlation.requestId === requestId)!;
-    const p = derived.payload as { subjectEventId: string; hits: Array<{ ruleId: string }> };
+    const p = derived.payload as unknown as { subjectEventId: string; hits: Array<{ ruleId: string }> };
     expect(p.subjectEventId).toBe(original.metadata.eventId);
     expect(p.hits.map((h) => h.ruleId).sort()).toEqual(['dlp.cvv', 'dlp.secret.aws_secret_key']);
     expect(decoded.some((e) => e.metadata.type === 'finding.opened' && e.metadata.producer.startsWith('dlp-'))).toBe(true);
