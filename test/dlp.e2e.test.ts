@@ -82,5 +82,15 @@ describe('DLP processor on the platform', () => {
     const dlpBytes = raw.filter((_, i) => decoded[i]!.metadata.producer.startsWith('dlp-'));
     expect(dlpBytes.length).toBeGreaterThan(0);
     expect(dlpBytes.some((b) => b.includes(AWS_SECRET))).toBe(false);
+
+    // The original chain and the processor's derived events verify together (once stored).
+    const auditor = await dev.mint({ subject: 'auditor-1', groups: ['auditors'], audience: 'attest-dev', ttlSec: 600 });
+    await expect
+      .poll(async () => {
+        const r = await fetch(`${platform!.consoleUrl}/v1/verify`, { headers: { authorization: `Bearer ${auditor}` } });
+        const body = (await r.json()) as { ok: boolean; stats?: { producers?: number } };
+        return body.ok;
+      }, { timeout: 15_000, interval: 500 })
+      .toBe(true);
   }, 60_000);
 });
