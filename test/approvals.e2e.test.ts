@@ -49,6 +49,10 @@ approvals:
       approverGroups: [approvers]
       expiresAfter: 10s
       mode: hold
+    - id: customer-record
+      match: { keywords: ["customer record"] }
+      approverGroups: [approvers]
+      mode: ask_and_retry
 console:
   host: 127.0.0.1
   port: ${consolePort}
@@ -226,5 +230,22 @@ describe('approvals end to end', () => {
     const cancelled = (await events()).filter((e) => e.metadata.type === 'approval.cancelled' && (e.payload as { approvalId: string }).approvalId === id);
     expect(cancelled).toHaveLength(1);
     expect((cancelled[0]!.payload as { reason: string }).reason).toBe('gateway_shutdown');
+  }, 90_000);
+
+  it('ask-and-retry: an approval id at once; approved in the browser, the same request goes through once; a tampered retry is refused', async () => {
+    const client = await agent();
+    const request = ask('show me the customer record of ACME Corp');
+    const first = await client.messages.create(request).then(() => undefined, (e: unknown) => e as InstanceType<typeof Anthropic.PermissionDeniedError>);
+    expect(first).toBeInstanceOf(Anthropic.PermissionDeniedError);
+    expect(first!.message).toContain('[attest:approval_required]');
+    const id = first!.headers?.get('x-attest-approval-id');
+    expect(id).toMatch(/^apr_/);
+    await expect.poll(() => platform!.approvals.get(id!)?.status, { timeout: 5000 }).toBe('pending');
+    await decideInBrowser('alice', id!, 'Approve', 'Account review for ticket CS-12');
+    const withId = { headers: { 'x-attest-approval-id': id! } };
+    await expect.poll(() => client.messages.create(ask('show me the customer record of EVERY customer'), withId).then(() => 'served', (e: Error) => e.message), { timeout: 5000 }).toContain('[attest:approval_digest_mismatch]');
+    await expect(client.messages.create(request, withId)).resolves.toMatchObject({ type: 'message' });
+    await expect(client.messages.create(request, withId)).rejects.toThrow('[attest:approval_already_released]');
+    await expect.poll(() => platform!.approvals.get(id!)?.status, { timeout: 5000 }).toBe('released');
   }, 90_000);
 });
