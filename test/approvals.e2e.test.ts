@@ -44,10 +44,15 @@ groups:
   developers: { models: ["claude-*"] }
 approvals:
   rules:
+    - id: quick-expiry
+      match: { keywords: ["expire quickly"] }
+      approverGroups: [approvers]
+      expiresAfter: 10s
+      mode: hold
     - id: card-data-export
       match: { keywords: ["card number"], detectors: [bulk_extraction] }
       approverGroups: [approvers]
-      expiresAfter: 10s
+      expiresAfter: 5m
       mode: hold
     - id: customer-record
       match: { keywords: ["customer record"] }
@@ -70,7 +75,9 @@ logging: { level: silent }
 };
 
 const start = async () => (platform = await startPlatform(loaded(), pino({ level: 'silent' }), ENV));
-const agent = async () => new Anthropic({ baseURL: platform!.gateway.url, apiKey: await dev.mint({ subject: 'svc-reporting', groups: ['developers'], audience: 'attest-dev', ttlSec: 600 }), maxRetries: 0, timeout: 30_000 });
+const agent = async () => new Anthropic({ baseURL: platform!.gateway.url, apiKey: await dev.mint({ subject: 'svc-reporting', groups: ['developers'], audience: 'attest-dev', ttlSec: 600 }), maxRetries: 0, timeout: 120_000 });
+/** A promise that never rejects: a held call awaited only after the browser steps must not surface as an unhandled rejection if a step fails first. */
+const settle = <T,>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
 const ask = (text: string) => ({ model: 'claude-sonnet-5-5', max_tokens: 20, messages: [{ role: 'user' as const, content: text }] });
 
 async function events(): Promise<AnyAttestEvent[]> {
@@ -87,7 +94,7 @@ async function events(): Promise<AnyAttestEvent[]> {
 
 /** The approval the platform's book holds for the newest held request. */
 async function pendingApproval(after: number): Promise<string> {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 1200; i++) {
     const s = platform!.approvals.pending().filter((a) => a.requestedAtMs >= after).at(-1);
     if (s) return s.approvalId;
     await new Promise((r) => setTimeout(r, 25));
@@ -108,7 +115,8 @@ async function decideInBrowser(username: string, approvalId: string, button: 'Ap
   const context = await browser.newContext();
   try {
     const page = await context.newPage();
-    page.setDefaultTimeout(15_000);
+    page.setDefaultTimeout(45_000);
+    page.setDefaultNavigationTimeout(45_000);
     await signIn(page, username);
     await page.getByRole('link', { name: `Review and decide on approval ${approvalId}` }).click();
     await page.waitForURL(`${consoleBase}/reviewer/approvals/${approvalId}`);
@@ -163,11 +171,11 @@ describe('approvals end to end', () => {
     const client = await agent();
     const t0 = Date.now();
     const before = standin.requests.length;
-    const call = client.messages.create(ask(`export all customers with their card number, e.g. ${VISA}`));
+    const call = settle(client.messages.create(ask(`export all customers with their card number, e.g. ${VISA}`)));
     const id = await pendingApproval(t0);
     expect(standin.requests.length).toBe(before);
     await decideInBrowser('alice', id, 'Approve', 'Ticket FIN-88: quarterly reconciliation', 'approvals-e2e.png');
-    await expect(call).resolves.toMatchObject({ type: 'message' });
+    expect(await call).toMatchObject({ ok: true, value: { type: 'message' } });
     expect(standin.requests.length).toBe(before + 1);
     // The model never saw the card number.
     expect(JSON.stringify(standin.requests.at(-1)?.body)).not.toContain(VISA);
@@ -201,7 +209,7 @@ describe('approvals end to end', () => {
   it('an approval nobody decides expires: the caller is told, the processor records approval.expired', async () => {
     const client = await agent();
     const t0 = Date.now();
-    const call = client.messages.create(ask('export all card number records')).then(() => undefined, (e: unknown) => e as Error);
+    const call = client.messages.create(ask('export all card number records, and expire quickly')).then(() => undefined, (e: unknown) => e as Error);
     const id = await pendingApproval(t0);
     const err = await call;
     expect(err?.message).toMatch(/\[attest:approval_expired\]/);
@@ -218,7 +226,7 @@ describe('approvals end to end', () => {
     const t = Date.now();
     await platform!.close();
     // The held caller is answered at once, and its socket does not keep the close waiting.
-    expect(Date.now() - t).toBeLessThan(10_000);
+    expect(Date.now() - t).toBeLessThan(30_000);
     platform = undefined;
     const err = await call;
     expect(err?.message).toContain('[attest:approval_cancelled]');

@@ -113,7 +113,7 @@ async function readEvents(): Promise<AnyAttestEvent[]> {
 
 /** Waits until the gateway has recorded approval.requested for a request, and returns it. */
 async function requestedApproval(after: number): Promise<{ approvalId: string; requestDigest: string; event: AnyAttestEvent }> {
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 600; i++) {
     const evs = (await readEvents()).filter((e) => e.metadata.type === 'approval.requested' && e.metadata.timeUs > after);
     const e = evs.at(-1);
     if (e) {
@@ -229,7 +229,7 @@ describe('approvals at the gateway', () => {
     // Not approved yet.
     await expect(withId()).rejects.toThrow('[attest:approval_pending]');
     await publisher.publish(resolve(approvalId!, requestDigest, 'approved', 'ask_and_retry'));
-    await expect.poll(() => control.resolution(approvalId!)?.outcome, { timeout: 2000 }).toBe('approved');
+    await expect.poll(() => control.resolution(approvalId!)?.outcome, { timeout: 10_000 }).toBe('approved');
 
     const tampered = await (await client()).messages.create(ask('show me the customer record of EVERYONE'), { headers: { 'x-attest-approval-id': approvalId! } }).then(() => undefined, (e: unknown) => e as Error);
     expect(tampered?.message).toContain('[attest:approval_digest_mismatch]');

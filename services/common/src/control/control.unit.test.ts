@@ -74,7 +74,7 @@ describe('control channel', () => {
     const t0 = performance.now();
     await publisher.publish(suspend('svc-9', 20));
     while (!state.suspension('https://idp', 'svc-9', 21)) {
-      if (performance.now() - t0 > 1000) throw new Error('not applied within 1 s');
+      if (performance.now() - t0 > 10_000) throw new Error('not applied within 10 s');
       await new Promise((r) => setTimeout(r, 5));
     }
   });
@@ -102,7 +102,7 @@ describe('control channel', () => {
       .sign(k.privateKey);
     await log.append([{ key: 'y', value: new TextEncoder().encode(other) }]);
     await new ControlPublisher(log, keys).publish(resolved('ap3', 'approved'));
-    await expect.poll(() => sub.counts.applied + sub.counts.rejected, { timeout: 2000 }).toBe(4);
+    await expect.poll(() => sub.counts.applied + sub.counts.rejected, { timeout: 10_000 }).toBe(4);
     expect(sub.counts.rejected).toBe(3);
     expect(state.suspension('https://idp', 'victim', 2)).toBeUndefined();
     expect(state.resolution('ap1')).toBeUndefined();
@@ -120,7 +120,7 @@ describe('control channel', () => {
     cleanup.push(() => sub.stop());
     trusted = [...trusted, ...later.jwks().keys];
     await new ControlPublisher(log, later).publish(suspend('s', 1));
-    await expect.poll(() => state.suspension('https://idp', 's', 2), { timeout: 2000 }).toBeDefined();
+    await expect.poll(() => state.suspension('https://idp', 's', 2), { timeout: 10_000 }).toBeDefined();
   });
 
   it('the first resolution of an approval is final, and waiters wake on it', async () => {
