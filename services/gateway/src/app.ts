@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, hash as oneShotHash, randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Pool, errors as undiciErrors } from 'undici';
 import type { Logger } from 'pino';
@@ -280,19 +280,24 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   const facts = (request: FastifyRequest): ExchangeFacts => {
     const ctx = request.attest;
-    return {
+    const url = request.url;
+    const q = url.indexOf('?');
+    const ua = request.headers['user-agent'];
+    const f: ExchangeFacts = {
       requestId: ctx.id,
       sessionId: ctx.sessionId || `anonymous:${request.ip}`,
       route: ctx.route,
       method: request.method,
-      path: request.url.split('?')[0] ?? request.url,
+      path: q < 0 ? url : url.slice(0, q),
       sourceAddress: request.ip,
-      userAgent: typeof request.headers['user-agent'] === 'string' ? request.headers['user-agent'].slice(0, 512) : null,
+      userAgent: typeof ua === 'string' ? (ua.length > 512 ? ua.slice(0, 512) : ua) : null,
       stream: ctx.stream,
-      ...(ctx.principal ? { principal: ctx.principal } : {}),
-      ...(ctx.model ? { model: ctx.model } : {}),
-      ...(ctx.upstreamRequestId ? { upstreamRequestId: ctx.upstreamRequestId } : {}),
     };
+    // Conditional assignments, not spreads: this runs twice per exchange.
+    if (ctx.principal) f.principal = ctx.principal;
+    if (ctx.model) f.model = ctx.model;
+    if (ctx.upstreamRequestId) f.upstreamRequestId = ctx.upstreamRequestId;
+    return f;
   };
 
   /** Records evidence that does not gate the exchange (refusals are refused either way); failures are logged. */
@@ -908,7 +913,7 @@ function sessionIdFor(request: FastifyRequest, token: string | undefined): strin
     const v = request.headers[h];
     if (typeof v === 'string' && /^[\w.:-]{1,128}$/.test(v)) return v;
   }
-  return token ? `token:${createHash('sha256').update(token).digest('hex').slice(0, 32)}` : `anonymous:${request.ip}`;
+  return token ? `token:${oneShotHash('sha256', token, 'hex').slice(0, 32)}` : `anonymous:${request.ip}`;
 }
 
 function usageOf(u: Record<string, unknown> | undefined): ResponseFacts['usage'] {

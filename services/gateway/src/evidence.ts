@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as oneShotHash } from 'node:crypto';
 import { actorFromPrincipal } from '../../common/src/evidence/actor';
 import { AUTH_REASON_CODE } from '../../common/src/evidence/auth-reason';
 import type { AuthFailureReason, Principal } from '../../common/src/identity';
@@ -89,12 +89,13 @@ export class GatewayRecorder {
   }
 
   async authFailed(f: ExchangeFacts, reason: AuthFailureReason): Promise<void> {
+    const p = envelope(f);
     const e = this.emitter.build('auth.failed', {
       actor: actorFromPrincipal(undefined),
-      source: source(f),
-      target: target(f),
+      source: p.source,
+      target: p.target,
       outcome: { result: 'failure', status: 401, reason },
-      correlation: correlation(f),
+      correlation: p.correlation,
       payload: { method: 'oidc_jwt', reasonCode: AUTH_REASON_CODE[reason], claimsVerified: false, amr: [], acr: null, tokenId: null },
     });
     await this.emitter.emit([e], f.sessionId);
@@ -102,22 +103,23 @@ export class GatewayRecorder {
 
   /** Durable before the upstream call; rejects (and the caller fails closed) if the log cannot confirm. */
   async admitted(f: ExchangeFacts, req: AdmittedFacts, approval?: Release): Promise<void> {
+    const p = envelope(f);
     const events: UnchainedEvent<EventType>[] = [];
     const decision = req.hits.length > 0 && req.action === 'mask' ? 'mask' : 'allow';
     // A held request's receipt and hold decision were recorded when it was held.
     if (!approval?.held) {
-      events.push(this.received(f, req, 'success', null));
-      events.push(this.decided(f, decision, req.ruleIds, null, approval?.approvalId ?? null));
+      events.push(this.received(f, p, req, 'success', null));
+      events.push(this.decided(p, decision, req.ruleIds, null, approval?.approvalId ?? null));
     }
-    if (approval) events.push(this.approval(f, approval.evidence));
-    if (req.hits.length > 0) events.push(this.masked(f, 'request', req.hits, req.action, req.bodyDigest, req.forwardedDigest));
+    if (approval) events.push(this.approval(p, approval.evidence));
+    if (req.hits.length > 0) events.push(this.masked(p, 'request', req.hits, req.action, req.bodyDigest, req.forwardedDigest));
     events.push(
       this.emitter.build('gateway.request.forwarded', {
-        actor: actor(f),
-        source: source(f),
-        target: target(f),
+        actor: p.actor,
+        source: p.source,
+        target: p.target,
         outcome: { result: 'success', status: null, reason: null },
-        correlation: correlation(f),
+        correlation: p.correlation,
         payload: { upstreamHost: this.upstreamHost, attempt: 1, credentialId: 'upstream.anthropic', masked: req.hits.length > 0 && req.action === 'mask', bodyBytes: req.forwardedBytes, bodyDigest: req.forwardedDigest },
       }),
     );
@@ -129,8 +131,9 @@ export class GatewayRecorder {
    * the caller is held or told to retry (fail closed).
    */
   async held(f: ExchangeFacts, req: AdmittedFacts, ruleId: string, requested: ApprovalEvidence): Promise<void> {
+    const p = envelope(f);
     await this.emitter.emit(
-      [this.received(f, req, 'success', null), this.decided(f, 'hold', [...req.ruleIds, ruleId], 'approval required', requested.payload.approvalId), this.approval(f, requested)],
+      [this.received(f, p, req, 'success', null), this.decided(p, 'hold', [...req.ruleIds, ruleId], 'approval required', requested.payload.approvalId), this.approval(p, requested)],
       f.sessionId,
     );
   }
@@ -139,18 +142,19 @@ export class GatewayRecorder {
     f: ExchangeFacts,
     r: { status: number; stage: BlockStage; ruleId: string; reason: string; direction: 'request' | 'response'; bodyBytes: number; bodyDigest: Buffer; contentType: string | null; hits: LocatedHit[]; approvalId?: string; held?: boolean; also?: ApprovalEvidence },
   ): Promise<void> {
+    const p = envelope(f);
     const events: UnchainedEvent<EventType>[] = [];
-    if (r.direction === 'request' && !r.held) events.push(this.received(f, { ...r, action: 'block' }, 'failure', r.status));
-    if (r.also) events.push(this.approval(f, r.also));
-    events.push(this.decided(f, 'deny', [r.ruleId], r.reason, r.approvalId ?? null));
-    if (r.hits.length > 0) events.push(this.masked(f, r.direction, r.hits, 'block', r.bodyDigest, null));
+    if (r.direction === 'request' && !r.held) events.push(this.received(f, p, { ...r, action: 'block' }, 'failure', r.status));
+    if (r.also) events.push(this.approval(p, r.also));
+    events.push(this.decided(p, 'deny', [r.ruleId], r.reason, r.approvalId ?? null));
+    if (r.hits.length > 0) events.push(this.masked(p, r.direction, r.hits, 'block', r.bodyDigest, null));
     events.push(
       this.emitter.build('gateway.request.blocked', {
-        actor: actor(f),
-        source: source(f),
-        target: target(f),
+        actor: p.actor,
+        source: p.source,
+        target: p.target,
         outcome: { result: 'failure', status: r.status, reason: r.reason },
-        correlation: correlation(f),
+        correlation: p.correlation,
         payload: { ruleId: r.ruleId, direction: r.direction, stage: r.stage, approvalId: r.approvalId ?? null },
       }),
     );
@@ -158,14 +162,15 @@ export class GatewayRecorder {
   }
 
   async completed(f: ExchangeFacts, r: ResponseFacts): Promise<void> {
+    const p = envelope(f);
     const content = r.content !== null && r.content.length <= MAX_CONTENT_CHARS ? r.content : null;
     const events: UnchainedEvent<EventType>[] = [
       this.emitter.build('gateway.response.completed', {
-        actor: actor(f),
-        source: source(f),
-        target: target(f),
+        actor: p.actor,
+        source: p.source,
+        target: p.target,
         outcome: { result: r.status < 400 && !r.aborted ? 'success' : 'failure', status: r.status, reason: r.aborted ? 'client_aborted' : null },
-        correlation: correlation(f),
+        correlation: p.correlation,
         payload: {
           upstreamStatus: r.status,
           stopReason: r.stopReason,
@@ -181,15 +186,15 @@ export class GatewayRecorder {
         },
       }),
     ];
-    if (r.hits.length > 0) events.push(this.masked(f, 'response', r.hits, r.action, null, r.contentDigest));
+    if (r.hits.length > 0) events.push(this.masked(p, 'response', r.hits, r.action, null, r.contentDigest));
     await this.emitter.emit(events, f.sessionId);
   }
 
   /** An approval.* event the gateway itself records (requested, released, cancelled). */
-  private approval(f: ExchangeFacts, ev: ApprovalEvidence) {
+  private approval(p: SharedParts, ev: ApprovalEvidence) {
     return this.emitter.build(ev.type, {
       actor: ev.actor ?? systemActor(this.emitter.producer.id),
-      source: source(f),
+      source: p.source,
       target: ev.target,
       outcome: ev.outcome,
       correlation: ev.correlation,
@@ -199,32 +204,33 @@ export class GatewayRecorder {
 
   private received(
     f: ExchangeFacts,
+    p: SharedParts,
     req: { bodyBytes: number; bodyDigest: Buffer; contentType: string | null; hits: LocatedHit[]; action: MaskingAction },
     result: 'success' | 'failure',
     status: number | null,
   ) {
     return this.emitter.build('gateway.request.received', {
-      actor: actor(f),
-      source: source(f),
-      target: target(f),
+      actor: p.actor,
+      source: p.source,
+      target: p.target,
       outcome: { result, status, reason: null },
-      correlation: correlation(f),
+      correlation: p.correlation,
       payload: { method: f.method, route: f.route, model: f.model ?? null, stream: f.stream, contentType: req.contentType, bodyBytes: req.bodyBytes, bodyDigest: req.bodyDigest, masking: summary('request', req.hits, req.action) },
     });
   }
 
-  private decided(f: ExchangeFacts, decision: 'allow' | 'deny' | 'mask' | 'hold', ruleIds: string[], reason: string | null, approvalId: string | null = null) {
+  private decided(p: SharedParts, decision: 'allow' | 'deny' | 'mask' | 'hold', ruleIds: string[], reason: string | null, approvalId: string | null = null) {
     return this.emitter.build('policy.decided', {
-      actor: actor(f),
-      source: source(f),
-      target: target(f),
+      actor: p.actor,
+      source: p.source,
+      target: p.target,
       outcome: { result: decision === 'deny' ? 'failure' : 'success', status: decision === 'deny' ? 403 : null, reason },
-      correlation: correlation(f),
+      correlation: p.correlation,
       payload: { policyId: this.policy.id, policyVersion: this.policy.version, decision, ruleIds, reason, approvalId },
     });
   }
 
-  private masked(f: ExchangeFacts, direction: 'request' | 'response', hits: LocatedHit[], action: MaskingAction, originalDigest: Buffer | null, maskedDigest: Buffer | null) {
+  private masked(p: SharedParts, direction: 'request' | 'response', hits: LocatedHit[], action: MaskingAction, originalDigest: Buffer | null, maskedDigest: Buffer | null) {
     const maskHits: MaskHit[] = hits.map((h) => ({
       ruleId: 'builtin.pan',
       detector: 'pan',
@@ -237,18 +243,19 @@ export class GatewayRecorder {
       action: maskAction(action),
     }));
     return this.emitter.build('data.masked', {
-      actor: actor(f),
-      source: source(f),
-      target: target(f),
+      actor: p.actor,
+      source: p.source,
+      target: p.target,
       outcome: { result: 'success', status: null, reason: null },
-      correlation: correlation(f),
+      correlation: p.correlation,
       payload: { subjectEventId: null, originalDigest: action === 'mask' ? null : originalDigest, maskedDigest: maskedDigest ?? sha256(''), hits: maskHits },
     });
   }
 }
 
+/** SHA-256 with node:crypto's one-shot `hash()` (no Hash object per digest). */
 export function sha256(data: string | Uint8Array): Buffer {
-  return createHash('sha256').update(data).digest();
+  return oneShotHash('sha256', data, 'buffer');
 }
 
 function maskAction(a: MaskingAction): MaskHit['action'] {
@@ -268,18 +275,22 @@ function blockIndex(location: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-function actor(f: ExchangeFacts): Actor {
-  return actorFromPrincipal(f.principal);
+/**
+ * The envelope parts every event of one recorder call shares, built once per call rather than once
+ * per event (the encoder only reads them).
+ */
+interface SharedParts {
+  actor: Actor;
+  source: Source;
+  target: Target;
+  correlation: Correlation;
 }
 
-function source(f: ExchangeFacts): Source {
-  return { address: f.sourceAddress, userAgent: f.userAgent };
-}
-
-function target(f: ExchangeFacts): Target {
-  return { protocol: 'http', service: 'anthropic', resource: f.path, model: f.model ?? null };
-}
-
-function correlation(f: ExchangeFacts): Correlation {
-  return { sessionId: f.sessionId, requestId: f.requestId, upstreamRequestId: f.upstreamRequestId ?? null };
+function envelope(f: ExchangeFacts): SharedParts {
+  return {
+    actor: actorFromPrincipal(f.principal),
+    source: { address: f.sourceAddress, userAgent: f.userAgent },
+    target: { protocol: 'http', service: 'anthropic', resource: f.path, model: f.model ?? null },
+    correlation: { sessionId: f.sessionId, requestId: f.requestId, upstreamRequestId: f.upstreamRequestId ?? null },
+  };
 }

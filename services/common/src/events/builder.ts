@@ -66,6 +66,8 @@ export const systemClock: EventClock = createSystemClock();
 const RANDOM_POOL = Buffer.allocUnsafe(10 * 256);
 let poolOffset = RANDOM_POOL.length;
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 /** A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then 74 random bits. */
 export function uuidv7(nowMs: number = Date.now()): string {
   if (poolOffset + 10 > RANDOM_POOL.length) {
@@ -73,14 +75,18 @@ export function uuidv7(nowMs: number = Date.now()): string {
     randomFillSync(RANDOM_POOL);
     poolOffset = 0;
   }
-  const bytes = Buffer.allocUnsafe(16);
-  bytes.writeUIntBE(nowMs, 0, 6);
-  RANDOM_POOL.copy(bytes, 6, poolOffset, poolOffset + 10);
+  const r = RANDOM_POOL;
+  const o = poolOffset;
   poolOffset += 10;
-  bytes[6] = 0x70 | ((bytes[6] ?? 0) & 0x0f);
-  bytes[8] = 0x80 | ((bytes[8] ?? 0) & 0x3f);
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  // 48-bit milliseconds as 12 hex digits (no Buffer, no slicing: ids are built on every event).
+  const ms = Math.floor(nowMs);
+  const hi = Math.floor(ms / 0x1000000);
+  const lo = ms % 0x1000000;
+  const t = hi.toString(16).padStart(6, '0').slice(-6) + lo.toString(16).padStart(6, '0');
+  return (
+    `${t.slice(0, 8)}-${t.slice(8)}-7${(HEX[r[o]! & 0x0f] as string).slice(1)}${HEX[r[o + 1]!]}-` +
+    `${HEX[0x80 | (r[o + 2]! & 0x3f)]}${HEX[r[o + 3]!]}-${HEX[r[o + 4]!]}${HEX[r[o + 5]!]}${HEX[r[o + 6]!]}${HEX[r[o + 7]!]}${HEX[r[o + 8]!]}${HEX[r[o + 9]!]}`
+  );
 }
 
 /** The link of a producer's first epoch (it has no checkpoint yet): 32 zero bytes. */
@@ -95,13 +101,39 @@ export function genesisPrevHash(): Buffer {
  * 10.2.2 field is empty or the id generator does not produce UUIDv7s.
  */
 export function newEvent<K extends EventType>(type: K, parts: EventParts<K>, deps: NewEventDeps): UnchainedEvent<K> {
-  if (!isEventType(type)) throw new EventError('event_unknown_type', `unknown event type '${String(type)}'`);
-  const { code, version } = EVENT_CATALOG[type];
-  const eventId = (deps.idGen ?? uuidv7)();
-  if (!UUID_V7.test(eventId)) {
-    throw new EventError('event_invalid', `event id '${eventId}' is not a lowercase UUIDv7`, { where: 'metadata.eventId' });
+  return buildEvent(type, parts.tenantId, parts, deps);
+}
+
+/** Per type, what every event of it carries in its metadata (looked up once, not per event). */
+const TYPE_META = new Map<EventType, { code: string; version: number; pci: readonly string[] }>();
+
+function typeMeta(type: EventType): { code: string; version: number; pci: readonly string[] } {
+  let m = TYPE_META.get(type);
+  if (m === undefined) {
+    if (!isEventType(type)) throw new EventError('event_unknown_type', `unknown event type '${String(type)}'`);
+    const { code, version } = EVENT_CATALOG[type];
+    m = { code, version, pci: [...pciRequirementsFor(type)] };
+    TYPE_META.set(type, m);
   }
-  if (parts.tenantId.trim() === '') throw new EventError('event_invalid', 'tenantId is empty', { where: 'metadata.tenantId' });
+  return m;
+}
+
+/**
+ * `newEvent` with the tenant given apart from the parts, so a producer that adds its tenant to every
+ * event (the evidence emitter) does not copy the parts object to do so.
+ */
+export function buildEvent<K extends EventType>(type: K, tenantId: string, parts: Omit<EventParts<K>, 'tenantId'>, deps: NewEventDeps): UnchainedEvent<K> {
+  const { code, version, pci } = typeMeta(type);
+  let eventId: string;
+  if (deps.idGen === undefined) {
+    eventId = uuidv7(); // well-formed by construction
+  } else {
+    eventId = deps.idGen();
+    if (!UUID_V7.test(eventId)) {
+      throw new EventError('event_invalid', `event id '${eventId}' is not a lowercase UUIDv7`, { where: 'metadata.eventId' });
+    }
+  }
+  if (tenantId.trim() === '') throw new EventError('event_invalid', 'tenantId is empty', { where: 'metadata.tenantId' });
   const event = {
     metadata: {
       eventId,
@@ -111,8 +143,8 @@ export function newEvent<K extends EventType>(type: K, parts: EventParts<K>, dep
       timeUs: (deps.clock ?? systemClock).nowUs(),
       producer: deps.producer.id,
       producerEpoch: deps.producer.epoch ?? null,
-      tenantId: parts.tenantId,
-      pciRequirements: [...pciRequirementsFor(type)],
+      tenantId,
+      pciRequirements: pci.slice(),
     },
     actor: parts.actor,
     source: parts.source,
@@ -139,8 +171,27 @@ export function chainEvent<K extends EventType>(event: UnchainedEvent<K>, positi
   // avsc encodes fixed fields from Buffers only; wrap a plain Uint8Array without copying.
   const { prevHash } = position;
   const prevHashBuffer = Buffer.isBuffer(prevHash) ? prevHash : Buffer.from(prevHash.buffer, prevHash.byteOffset, prevHash.length);
+  // Explicit properties rather than spreads: one object shape, built on every event.
+  const m = event.metadata;
   return {
-    ...event,
-    metadata: { ...event.metadata, sequence: position.sequence, prevHash: prevHashBuffer },
+    metadata: {
+      eventId: m.eventId,
+      type: m.type,
+      code: m.code,
+      schemaVersion: m.schemaVersion,
+      timeUs: m.timeUs,
+      producer: m.producer,
+      producerEpoch: m.producerEpoch,
+      tenantId: m.tenantId,
+      pciRequirements: m.pciRequirements,
+      sequence: position.sequence,
+      prevHash: prevHashBuffer,
+    },
+    actor: event.actor,
+    source: event.source,
+    target: event.target,
+    outcome: event.outcome,
+    correlation: event.correlation,
+    payload: event.payload,
   } as unknown as AttestEvent<K>;
 }

@@ -18,7 +18,10 @@ import type { AnyAttestEvent, AttestEvent } from './types';
 
 export const SINGLE_OBJECT_MARKER = Object.freeze([0xc3, 0x01] as const);
 export const HEADER_BYTES = 10;
-const SCRATCH_BYTES = 16 * 1024;
+/** Encoded events are carved out of slabs of this size. */
+const SLAB_BYTES = 64 * 1024;
+/** A new slab is started when less than this is left (an event rarely exceeds it; if it does, encode retries). */
+const MIN_SLAB_ROOM = 8 * 1024;
 const MAX_RETAINED_SCRATCH_BYTES = 1024 * 1024;
 
 /** A writer schema, as found by the fingerprint in a header. */
@@ -144,7 +147,8 @@ function describeInvalid(avroType: AvroType, value: unknown): { path: string; fo
 
 export class EventCodec {
   readonly registry: SchemaRegistry;
-  #scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
+  #slab = Buffer.allocUnsafe(SLAB_BYTES);
+  #slabOffset = 0;
   /** PAN scanners per current schema: they visit only the fields that encode as strings. */
   readonly #panScanners = new Map<LoadedSchema, (value: unknown) => string[]>();
   /** Resolvers per writer, remembered with the reader they were built for. */
@@ -188,13 +192,22 @@ export class EventCodec {
       });
     }
     const avroType = current.avroType;
+    // Events are encoded straight into a shared slab and returned as views of it (as Node's own
+    // Buffer pool does for small buffers): no per-event allocation and no copy out of a scratch.
+    let start = this.#slabOffset;
+    if (this.#slab.length - start < MIN_SLAB_ROOM) {
+      this.#slab = Buffer.allocUnsafe(SLAB_BYTES);
+      start = 0;
+    }
     let end: number;
     try {
-      end = avroType.encode(event, this.#scratch, HEADER_BYTES);
+      end = avroType.encode(event, this.#slab, start + HEADER_BYTES);
       if (end < 0) {
-        // avsc returns minus the missing byte count when the buffer is too small.
-        this.#scratch = Buffer.allocUnsafe(Math.max(this.#scratch.length * 2, this.#scratch.length - end));
-        end = avroType.encode(event, this.#scratch, HEADER_BYTES);
+        // avsc returns (buffer length - position reached) when the buffer is too small.
+        const needed = this.#slab.length - end - start;
+        this.#slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, needed));
+        start = 0;
+        end = avroType.encode(event, this.#slab, HEADER_BYTES);
       }
     } catch (cause) {
       const problems = describeInvalid(avroType, event);
@@ -204,14 +217,13 @@ export class EventCodec {
         cause,
       });
     }
-    const out = Buffer.allocUnsafe(end);
-    out[0] = 0xc3;
-    out[1] = 0x01;
-    current.fingerprint.copy(out, 2);
-    this.#scratch.copy(out, HEADER_BYTES, HEADER_BYTES, end);
-    // One huge response should not pin megabytes for the life of the process.
-    if (this.#scratch.length > MAX_RETAINED_SCRATCH_BYTES) this.#scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
-    return out;
+    const slab = this.#slab;
+    slab[start] = 0xc3;
+    slab[start + 1] = 0x01;
+    current.fingerprint.copy(slab, start + 2);
+    // The next event starts 8-byte aligned; a huge event's slab is not kept (the next one is fresh).
+    this.#slabOffset = end > MAX_RETAINED_SCRATCH_BYTES ? slab.length : (end + 7) & ~7;
+    return slab.subarray(start, end);
   }
 
   /** Decode any event; older versions are resolved into the current schema of their type. */

@@ -2,10 +2,10 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { AttestError } from '../errors';
+import { buildEvent } from '../events/builder';
 import {
   chainEvent,
   encodeEvent,
-  newEvent,
   systemClock,
   uuidv7,
   type AnyAttestEvent,
@@ -95,6 +95,8 @@ export class EvidenceEmitter {
   private pausedSinceUs: number | undefined;
   /** The epoch before this one, and whether it ended with a recorded stop (not a crash). */
   private readonly previousEpoch: { epoch: string | null; stopRecorded: boolean };
+  /** What every event of this producer is built with (one object, not one per event). */
+  private readonly eventDeps: { producer: { id: string; epoch: string }; clock: EventClock };
 
   private constructor(private readonly opts: EmitterOptions, previous: SignedCheckpoint | undefined) {
     this.clock = opts.clock ?? systemClock;
@@ -102,6 +104,7 @@ export class EvidenceEmitter {
     this.epoch = uuidv7();
     this.epochStart = { producer: opts.producerId, epoch: this.epoch, startUs: this.clock.nowUs(), ...(previous ? { previous } : {}) };
     this.chain = ProducerChain.start(this.epochStart);
+    this.eventDeps = { producer: { id: opts.producerId, epoch: this.epoch }, clock: this.clock };
     this.previousEpoch = { epoch: previous?.fields.epoch ?? null, stopRecorded: previous?.fields.closed ?? false };
     this.scheduler = new CheckpointScheduler({
       ...(opts.cadence ?? DEFAULT_CADENCE),
@@ -131,7 +134,7 @@ export class EvidenceEmitter {
 
   /** Builds an event of this producer (metadata filled, not yet chained). */
   build<K extends EventType>(type: K, parts: Omit<EventParts<K>, 'tenantId'>): UnchainedEvent<K> {
-    return newEvent(type, { ...parts, tenantId: this.opts.tenantId } as EventParts<K>, { producer: this.producer, clock: this.clock });
+    return buildEvent(type, this.opts.tenantId, parts, this.eventDeps);
   }
 
   /**
@@ -240,16 +243,29 @@ export class EvidenceEmitter {
         // Checkpoints sit outside the chain they cover.
         { sequence: 0, prevHash: ZERO_HASH },
       ) as AnyAttestEvent;
-      await this.opts.log.append([{ key: `producer:${f.producer}`, value: encodeEvent(ev), headers: { type: 'integrity.checkpoint' } }]);
-      await this.opts.checkpoints.save(cp);
+      try {
+        await this.opts.log.append([{ key: `producer:${f.producer}`, value: encodeEvent(ev), headers: { type: 'integrity.checkpoint' } }]);
+      } catch (err) {
+        // Cutting the checkpoint advanced the chain to it; it is not on the log, so the next one
+        // must link to the last durable checkpoint, or a verifier would read this one as deleted.
+        if (this.chain === chain) this.rewind();
+        throw err;
+      }
     } catch (err) {
       this.opts.logger.error({ code: (err as { code?: string }).code }, 'checkpoint could not be emitted; it stays due');
       this.scheduler.failed();
       return undefined;
     }
+    // Durable on the log: from here on the chain continues from it, whatever the local file does.
     this.lastCheckpoint = cp;
     this.tail = this.tail.filter((t) => t.sequence > cp.fields.lastSequence);
     this.scheduler.checkpointed(cp.fields.toTimeUs);
+    try {
+      await this.opts.checkpoints.save(cp);
+    } catch (err) {
+      // The next run then links to an older checkpoint (a fork a verifier reports); say so loudly.
+      this.opts.logger.error({ code: (err as { code?: string }).code }, 'checkpoint is on the log but its local copy could not be saved');
+    }
     return cp;
   }
 

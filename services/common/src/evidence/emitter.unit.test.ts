@@ -60,4 +60,38 @@ describe('EvidenceEmitter: an outage of the log is itself evidence', () => {
     const report = await verifyEncodedEvents(records, keyring.jwks(), { cadence: CADENCE });
     expect(report.ok).toBe(true);
   });
+
+  it('a checkpoint the log refused is not linked to: the next checkpoint follows the last durable one and the chain verifies', async () => {
+    const log = new MemoryEventLog({ partitions: 1 });
+    const keyring = await Keyring.open(new InMemoryKeyStore());
+    await keyring.rotate();
+    const emitter = await EvidenceEmitter.open({ log, keyring, producerId: 'gw-2', tenantId: 't', checkpoints: checkpointFile(mkdtempSync(join(tmpdir(), 'attest-emitter-')), 'gw-2'), logger: pino({ level: 'silent' }), cadence: CADENCE });
+    cleanup.push(async () => {
+      await emitter.close();
+      await log.close();
+    });
+    const event = (n: number) =>
+      emitter.build('config.changed', {
+        actor: systemActor('gw-2'),
+        source: { address: 'local', userAgent: null },
+        target: { protocol: 'internal', service: 'attest', resource: 'x', model: null },
+        outcome: { result: 'success', status: null, reason: null },
+        correlation: { sessionId: 's', requestId: `r${n}`, upstreamRequestId: null },
+        payload: { objectKind: 'policy', what: 'policy', change: 'updated', oldVersion: null, newVersion: String(n), oldDigest: null, newDigest: null, override: false, summary: null },
+      });
+    await emitter.emit([event(1)], 's');
+    expect(await emitter.checkpoint()).toBeDefined();
+    await emitter.emit([event(2)], 's');
+    log.injectFailure(new LogError('log_unavailable', 'broker down', { retriable: true }));
+    expect(await emitter.checkpoint()).toBeUndefined();
+    log.injectFailure(undefined);
+    await emitter.emit([event(3)], 's');
+    expect(await emitter.checkpoint()).toBeDefined();
+
+    const c = await log.consumer('read', { startFrom: 'earliest' });
+    const records = (await c.poll(100, 100)).map((r) => r.value);
+    const report = await verifyEncodedEvents(records, keyring.jwks(), { cadence: CADENCE });
+    expect(report.findings ?? []).toEqual([]);
+    expect(report.ok).toBe(true);
+  });
 });
