@@ -311,14 +311,18 @@ async function checkExactlyOnce(load: Load, label: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   let rows: [string, number, number][] = [];
   for (;;) {
-    const r = await store.query(
-      `SELECT request_id, countIf(type = 'gateway.request.received'), countIf(type = 'gateway.response.completed')
-       FROM events WHERE request_id IN {ids:Array(String)} AND type IN ('gateway.request.received', 'gateway.response.completed')
-       GROUP BY request_id`,
-      { ids },
-      { maxRows: 1_000_000 },
-    );
-    rows = r.rows.map((row) => [String(row[0]), Number(row[1]), Number(row[2])]);
+    rows = [];
+    // In slices: the chdb HTTP harness binds parameters with SET, which max_query_size bounds.
+    for (let i = 0; i < ids.length; i += 1000) {
+      const r = await store.query(
+        `SELECT request_id, countIf(type = 'gateway.request.received'), countIf(type = 'gateway.response.completed')
+         FROM events WHERE request_id IN {ids:Array(String)} AND type IN ('gateway.request.received', 'gateway.response.completed')
+         GROUP BY request_id`,
+        { ids: ids.slice(i, i + 1000) },
+        { maxRows: 1_000_000 },
+      );
+      rows.push(...r.rows.map((row): [string, number, number] => [String(row[0]), Number(row[1]), Number(row[2])]));
+    }
     if (rows.length === ids.length && rows.every(([, , c]) => c >= 1)) break;
     if (Date.now() > deadline) break;
     await sleep(500);
