@@ -31,6 +31,7 @@ let env: NodeJS.ProcessEnv;
 const procs: Proc[] = [];
 let gatewayUrl: string;
 let consoleUrl: string;
+let processorsUrl: string;
 let dev: DevIssuer;
 
 const attest = (role: string): Proc => {
@@ -81,7 +82,7 @@ logging: { level: warn }
   env = { DIST_ANTHROPIC_KEY: 'sk-dist', DIST_CH_PASSWORD: clickhouse.writer.password, DIST_CH_AUDITOR_PASSWORD: clickhouse.reader.password };
   // The processors first: they create the topics, migrate the store and the installation's keys.
   const processors = attest('processors');
-  await processors.waitFor(/health: (http:\S+)\/healthz/, 90_000);
+  processorsUrl = (await processors.waitFor(/health: (http:\S+)\/healthz/, 90_000))[1]!;
   const gateway = attest('gateway');
   const consoleProc = attest('console');
   gatewayUrl = (await gateway.waitFor(/listening on (http:\S+)/, 90_000))[1]!;
@@ -104,6 +105,15 @@ async function auditorGet(path: string): Promise<{ status: number; body: Record<
 }
 
 describe('distributed mode: gateway, processors and console as separate processes on Kafka and ClickHouse', () => {
+  it('each process serves health and Prometheus metrics', async () => {
+    for (const base of [gatewayUrl, processorsUrl, consoleUrl]) {
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      const metrics = await fetch(`${base}/metrics`);
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toContain('process_cpu_user_seconds_total');
+    }
+  });
+
   it('an exchange through the gateway process is stored by the processors and verifiable through the console', async () => {
     const client = new Anthropic({ baseURL: gatewayUrl, apiKey: await token('svc-billing', ['developers']), maxRetries: 0 });
     const msg = await client.messages.create({ model: 'claude-sonnet-5-5', max_tokens: 20, messages: [{ role: 'user', content: `refund card ${VISA}` }] });

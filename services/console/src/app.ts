@@ -3,6 +3,7 @@ import { AUTH_REASON_CODE } from '../../common/src/evidence/auth-reason';
 import { registerReviewer, type ReviewerDeps } from './reviewer';
 import { registerIdentityAdmin, type IdentityAdminDeps } from './identities';
 import { actorFromPrincipal } from '../../common/src/evidence/actor';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
@@ -206,6 +207,10 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  // Process metrics only (no labels from requests): what an operator's Prometheus scrapes.
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  app.get('/metrics', async (_request, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()));
 
   /**
    * An onRequest hook: a valid OIDC bearer token from a member of one of `groups`. Failures are
