@@ -180,6 +180,20 @@ describe('Kafka event log', () => {
     await expect(openKafkaEventLog({ ...base, maxRecordBytes: 2048, maxBatchBytes: 1024 })).rejects.toMatchObject({ code: 'log_invalid_argument', where: 'maxBatchBytes' });
   });
 
+  it('applies backpressure: beyond maxQueuedBytes unacknowledged, append() refuses at once (retriable) and recovers', async () => {
+    const log = await opened(newTopic(), { partitions: 1, maxQueuedBytes: 64 * 1024 });
+    const rec = () => ({ key: 'k', value: new Uint8Array(16 * 1024) });
+    const results = await Promise.allSettled(Array.from({ length: 40 }, () => log.append([rec()])));
+    const refused = results.filter((r) => r.status === 'rejected');
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused.every((r) => (r as PromiseRejectedResult).reason.code === 'log_unavailable' && (r as PromiseRejectedResult).reason.retriable === true)).toBe(true);
+    const accepted = results.filter((r) => r.status === 'fulfilled').length;
+    expect(accepted).toBeGreaterThan(0);
+    // Once acknowledged, the queue is empty again and appends go through.
+    await expect(log.append([rec()])).resolves.toHaveLength(1);
+    expect(await log.endOffsets()).toEqual([accepted + 1]);
+  });
+
   it('rejects a call over maxBatchBytes before sending anything', async () => {
     const log = await opened(newTopic(), { partitions: 1, maxRecordBytes: 64 * 1024, maxBatchBytes: 128 * 1024 });
     const big = Array.from({ length: 3 }, () => ({ key: 'k', value: new Uint8Array(60 * 1024) }));

@@ -52,6 +52,7 @@ export const DEFAULT_KAFKA_COMPRESSION: KafkaCompression = 'lz4';
 /** Most bytes of records per produce request, and so the largest single append() call. */
 export const DEFAULT_KAFKA_MAX_BATCH_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_APPEND_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 export { DEFAULT_MAX_FETCH_WAIT_MS } from './kafka-consumer';
 
 export interface KafkaLogOptions extends KafkaConnectionOptions, KafkaConsumerOptions {
@@ -77,6 +78,11 @@ export interface KafkaLogOptions extends KafkaConnectionOptions, KafkaConsumerOp
   readonly maxBatchBytes?: number;
   /** An append() not acknowledged within this time rejects with 'log_unavailable'. Default 10 s. */
   readonly appendTimeoutMs?: number;
+  /**
+   * Bytes accepted but not yet acknowledged beyond which append() refuses at once with a retriable
+   * 'log_unavailable' (backpressure). Default 64 MiB: several seconds of traffic at full rate.
+   */
+  readonly maxQueuedBytes?: number;
   /** Broker-side time to wait for all in-sync replicas. Default 5000. */
   readonly ackTimeoutMs?: number;
   readonly consumer?: {
@@ -184,6 +190,9 @@ export class KafkaEventLog implements EventLog {
   readonly stats: KafkaLogStats = { produceRequests: 0, appendCalls: 0, records: 0, producerResets: 0 };
   private producer: Producer;
   private queue: PendingCall[] = [];
+  /** Bytes of calls accepted and not yet answered (queued or in flight). */
+  private queuedBytes = 0;
+  private readonly maxQueuedBytes: number;
   private sending = false;
   private flushScheduled = false;
   private closed = false;
@@ -209,6 +218,7 @@ export class KafkaEventLog implements EventLog {
     this.topic = opts.topic;
     this.compression = opts.compression ?? DEFAULT_KAFKA_COMPRESSION;
     this.appendTimeoutMs = opts.appendTimeoutMs ?? DEFAULT_APPEND_TIMEOUT_MS;
+    this.maxQueuedBytes = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.producer = this.newProducer();
   }
 
@@ -245,8 +255,26 @@ export class KafkaEventLog implements EventLog {
         }),
       );
     }
+    // Backpressure: a broker that falls behind must not let the queue grow without bound, only to
+    // fail every queued call at once at the append timeout. Beyond the bound, refuse now (retriable):
+    // the gateway fails closed at once instead of holding callers for seconds.
+    if (this.queuedBytes + bytes > this.maxQueuedBytes) {
+      return Promise.reject(
+        new LogError('log_unavailable', `the Kafka producer queue holds ${this.queuedBytes} bytes not yet acknowledged (limit ${this.maxQueuedBytes})`, {
+          retriable: true,
+          fix: 'the brokers are not keeping up or not reachable; retry shortly, and check the brokers and the producer metrics',
+        }),
+      );
+    }
+    this.queuedBytes += bytes;
     return new Promise((resolve, reject) => {
-      this.queue.push({ records: encoded, bytes, resolve, reject });
+      const done = () => (this.queuedBytes -= bytes);
+      this.queue.push({
+        records: encoded,
+        bytes,
+        resolve: (r) => (done(), resolve(r)),
+        reject: (e) => (done(), reject(e)),
+      });
       this.scheduleFlush();
     });
   }
