@@ -58,6 +58,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { ProcessorLoop } from './processor-loop';
 import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
 import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
 import {
@@ -256,12 +257,7 @@ export class DlpProcessor {
   /** Original ids whose outputs are durable: the uncommitted stretch at the last rebuild, and this run's. */
   #handled = new Set<string>();
   #consumer: LogConsumer | undefined;
-  #loop: Promise<void> | undefined;
-  #starting: Promise<void> | undefined;
-  #stopping = false;
-  #polling = false;
-  #wake: (() => void) | undefined;
-  #idleWaiters: { since: number; resolve: () => void }[] = [];
+  readonly #life: ProcessorLoop;
 
   constructor(opts: DlpProcessorOptions) {
     this.#o = opts;
@@ -294,6 +290,16 @@ export class DlpProcessor {
       scanMs: 0,
       lastError: undefined,
     };
+    this.#life = new ProcessorLoop({
+      label: 'dlp processor',
+      stats: this.stats,
+      logger: opts.logger,
+      retry: opts.retry,
+      now: this.#now,
+      rebuild: () => this.#rebuild(),
+      step: () => this.#step(),
+      closeConsumer: () => this.#closeConsumer(),
+    });
   }
 
   /** The current findings book (replaced by every rebuild): for tests and diagnostics. */
@@ -308,90 +314,35 @@ export class DlpProcessor {
 
   /** Rebuilds the book from the log, then consumes in the background. Resolves once rebuilt. */
   start(): Promise<void> {
-    if (this.stats.state !== 'new') return Promise.reject(new Error(`dlp processor already ${this.stats.state}`));
-    this.stats.state = 'running';
-    this.#starting = this.#start();
-    return this.#starting;
-  }
-
-  async #start(): Promise<void> {
-    let rebuilt = false;
-    let delay = this.#o.retry?.initialMs ?? 50;
-    while (!rebuilt && !this.#stopping) {
-      try {
-        await this.#rebuild();
-        rebuilt = true;
-      } catch (err) {
-        delay = await this.#failed(err, 'rebuild', delay);
-      }
-    }
-    this.#loop = this.#run().finally(async () => {
-      await this.#closeConsumer();
-      this.stats.state = 'stopped';
-      for (const w of this.#idleWaiters.splice(0)) w.resolve();
-    });
+    return this.#life.start();
   }
 
   /** Finishes the batch in hand (emit, commit), then leaves the group. Idempotent. */
-  async stop(): Promise<void> {
-    if (this.stats.state === 'running') this.stats.state = 'stopping';
-    this.#stopping = true;
-    this.#wake?.();
-    if (this.#polling) await this.#closeConsumer();
-    await this.#starting?.catch(() => undefined);
-    await this.#loop;
-    if (this.#loop === undefined) {
-      await this.#closeConsumer();
-      this.stats.state = 'stopped';
-    }
+  stop(): Promise<void> {
+    return this.#life.stop();
   }
 
   /** Resolves once everything durable in the log when called has been handled and committed. */
   idle(): Promise<void> {
-    if (this.stats.state === 'stopped') return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push({ since: this.#now(), resolve }));
+    return this.#life.idle();
   }
 
   // ---- the loop ----
-
-  async #run(): Promise<void> {
-    let delay = this.#o.retry?.initialMs ?? 50;
-    let needRebuild = false;
-    while (!this.#stopping) {
-      try {
-        if (needRebuild) {
-          await this.#rebuild();
-          needRebuild = false;
-        }
-        await this.#step();
-        delay = this.#o.retry?.initialMs ?? 50;
-      } catch (err) {
-        if (this.#stopping) break;
-        // The book may hold cases whose events are not on the log: discard it.
-        needRebuild = true;
-        await this.#closeConsumer();
-        delay = await this.#failed(err, 'batch', delay);
-      }
-    }
-  }
 
   async #step(): Promise<void> {
     const consumer = this.#consumer;
     if (consumer === undefined) throw new Error('dlp processor has no consumer');
     const pollStart = this.#now();
-    this.#polling = true;
+    this.#life.polling = true;
     let records: ConsumedRecord[];
     try {
       records = await consumer.poll(this.#maxBatch, this.#maxWait);
     } finally {
-      this.#polling = false;
+      this.#life.polling = false;
     }
-    if (this.#stopping && records.length === 0) return;
+    if (this.#life.stopping && records.length === 0) return;
     if (records.length === 0) {
-      for (const w of this.#idleWaiters.filter((x) => x.since <= pollStart)) {
-        this.#idleWaiters.splice(this.#idleWaiters.indexOf(w), 1);
-        w.resolve();
-      }
+      this.#life.settleIdle(pollStart);
       return;
     }
     await this.#processBatch(consumer, records);
@@ -437,7 +388,7 @@ export class DlpProcessor {
     }
     await this.#output([...byKey].map(([key, events]) => ({ key, events })));
     await this.#o.beforeCommit?.(records);
-    if (this.#stopping && this.#consumer !== consumer) return;
+    if (this.#life.stopping && this.#consumer !== consumer) return;
     await consumer.commit(positionsAfter(records));
     this.stats.commits++;
     this.stats.records += records.length;
@@ -553,7 +504,7 @@ export class DlpProcessor {
           for (const id of derivedFrom(e)) handled.add(id);
           if (FINDING_TYPES.has(e.metadata.type)) pending.push(e);
         }
-        if (this.#stopping) throw new Error('dlp processor stopping');
+        if (this.#life.stopping) throw new Error('dlp processor stopping');
       }
     } finally {
       await probe.close();
@@ -569,7 +520,7 @@ export class DlpProcessor {
         const done = () => reached.every((r, p) => r >= (until[p] ?? 0));
         while (!done()) {
           const batch = await reader.poll(this.#maxBatch, this.#maxWait);
-          if (this.#stopping) throw new Error('dlp processor stopping');
+          if (this.#life.stopping) throw new Error('dlp processor stopping');
           for (const r of batch) {
             reached[r.partition] = Math.max(reached[r.partition] ?? 0, r.offset + 1);
             if (r.offset >= (until[r.partition] ?? 0)) continue;
@@ -617,32 +568,6 @@ export class DlpProcessor {
       }
       return undefined;
     }
-  }
-
-  async #failed(err: unknown, what: string, delay: number): Promise<number> {
-    this.stats.retries++;
-    this.stats.lastError = err;
-    this.#o.logger.warn(
-      { err, code: (err as { code?: string }).code, what, delayMs: delay },
-      'dlp processor: failure, nothing committed; rebuilding from the log after backoff',
-    );
-    await this.#sleep(delay);
-    return Math.min(this.#o.retry?.maxMs ?? 5_000, delay * 2);
-  }
-
-  #sleep(ms: number): Promise<void> {
-    if (this.#stopping) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        this.#wake = undefined;
-        resolve();
-      }, ms);
-      this.#wake = () => {
-        clearTimeout(t);
-        this.#wake = undefined;
-        resolve();
-      };
-    });
   }
 
   async #closeConsumer(): Promise<void> {

@@ -42,6 +42,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { ProcessorLoop } from './processor-loop';
 import type { ControlPublisher } from '../../common/src/control/channel';
 import type { ControlMessage } from '../../common/src/control/messages';
 import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
@@ -123,13 +124,8 @@ export class RiskProcessor {
   readonly #maxWait: number;
   #book: RiskBook;
   #consumer: LogConsumer | undefined;
-  #loop: Promise<void> | undefined;
-  #starting: Promise<void> | undefined;
-  #stopping = false;
-  #polling = false;
+  readonly #life: ProcessorLoop;
   #nextTickMs = 0;
-  #wake: (() => void) | undefined;
-  #idleWaiters: { since: number; resolve: () => void }[] = [];
 
   constructor(opts: RiskProcessorOptions) {
     this.#o = opts;
@@ -159,6 +155,16 @@ export class RiskProcessor {
       identities: 0,
       lastError: undefined,
     };
+    this.#life = new ProcessorLoop({
+      label: 'risk processor',
+      stats: this.stats,
+      logger: opts.logger,
+      retry: opts.retry,
+      now: this.#now,
+      rebuild: () => this.#rebuild(),
+      step: () => this.#step(),
+      closeConsumer: () => this.#closeConsumer(),
+    });
   }
 
   /** The current book (replaced by every rebuild): for tests and diagnostics. */
@@ -168,73 +174,20 @@ export class RiskProcessor {
 
   /** Rebuilds the book from the log, then consumes in the background. Resolves once rebuilt. */
   start(): Promise<void> {
-    if (this.stats.state !== 'new') return Promise.reject(new Error(`risk processor already ${this.stats.state}`));
-    this.stats.state = 'running';
-    this.#starting = this.#start();
-    return this.#starting;
-  }
-
-  async #start(): Promise<void> {
-    let rebuilt = false;
-    let delay = this.#o.retry?.initialMs ?? 50;
-    while (!rebuilt && !this.#stopping) {
-      try {
-        await this.#rebuild();
-        rebuilt = true;
-      } catch (err) {
-        delay = await this.#failed(err, 'rebuild', delay);
-      }
-    }
-    this.#loop = this.#run().finally(async () => {
-      await this.#closeConsumer();
-      this.stats.state = 'stopped';
-      for (const w of this.#idleWaiters.splice(0)) w.resolve();
-    });
+    return this.#life.start();
   }
 
   /** Finishes the batch in hand (emit, publish, commit), then leaves the group. Idempotent. */
-  async stop(): Promise<void> {
-    if (this.stats.state === 'running') this.stats.state = 'stopping';
-    this.#stopping = true;
-    this.#wake?.();
-    // Nothing is in hand while a poll waits: closing the consumer ends the wait.
-    if (this.#polling) await this.#closeConsumer();
-    await this.#starting?.catch(() => undefined);
-    await this.#loop;
-    if (this.#loop === undefined) {
-      await this.#closeConsumer();
-      this.stats.state = 'stopped';
-    }
+  stop(): Promise<void> {
+    return this.#life.stop();
   }
 
   /** Resolves once everything durable in the log when called has been handled and committed. */
   idle(): Promise<void> {
-    if (this.stats.state === 'stopped') return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push({ since: this.#now(), resolve }));
+    return this.#life.idle();
   }
 
   // ---- the loop ----
-
-  async #run(): Promise<void> {
-    let delay = this.#o.retry?.initialMs ?? 50;
-    let needRebuild = false;
-    while (!this.#stopping) {
-      try {
-        if (needRebuild) {
-          await this.#rebuild();
-          needRebuild = false;
-        }
-        await this.#step();
-        delay = this.#o.retry?.initialMs ?? 50;
-      } catch (err) {
-        if (this.#stopping) break;
-        // The book may hold outputs that are not on the log: discard it, never decide again on it.
-        needRebuild = true;
-        await this.#closeConsumer();
-        delay = await this.#failed(err, 'batch', delay);
-      }
-    }
-  }
 
   async #step(): Promise<void> {
     const consumer = this.#consumer;
@@ -245,19 +198,16 @@ export class RiskProcessor {
       return;
     }
     const pollStart = this.#now();
-    this.#polling = true;
+    this.#life.polling = true;
     let records: ConsumedRecord[];
     try {
       records = await consumer.poll(this.#maxBatch, Math.max(1, Math.min(this.#maxWait, dueIn)));
     } finally {
-      this.#polling = false;
+      this.#life.polling = false;
     }
-    if (this.#stopping && records.length === 0) return;
+    if (this.#life.stopping && records.length === 0) return;
     if (records.length === 0) {
-      for (const w of this.#idleWaiters.filter((x) => x.since <= pollStart)) {
-        this.#idleWaiters.splice(this.#idleWaiters.indexOf(w), 1);
-        w.resolve();
-      }
+      this.#life.settleIdle(pollStart);
       return;
     }
     await this.#processBatch(consumer, records);
@@ -288,7 +238,7 @@ export class RiskProcessor {
     }
     await this.#output(emissions);
     await this.#o.beforeCommit?.(records);
-    if (this.#stopping && this.#consumer !== consumer) return;
+    if (this.#life.stopping && this.#consumer !== consumer) return;
     await consumer.commit(positionsAfter(records));
     this.stats.commits++;
     this.stats.records += records.length;
@@ -339,11 +289,11 @@ export class RiskProcessor {
         this.stats.controlPublished++;
         return;
       } catch (err) {
-        if (this.#stopping) throw err;
+        if (this.#life.stopping) throw err;
         this.stats.retries++;
         this.stats.lastError = err;
         this.#o.logger.warn({ code: (err as { code?: string }).code, type: msg.type, eventId: msg.eventId, delayMs: delay }, 'risk: control publish failed, retrying');
-        await this.#sleep(delay);
+        await this.#life.sleep(delay);
         delay = Math.min(this.#o.retry?.maxMs ?? 5_000, delay * 2);
       }
     }
@@ -378,7 +328,7 @@ export class RiskProcessor {
           const e = this.#decode(r, false);
           if (e !== undefined && isOwnOutput(e)) pending.push(e);
         }
-        if (this.#stopping) throw new Error('risk processor stopping');
+        if (this.#life.stopping) throw new Error('risk processor stopping');
       }
     } finally {
       await probe.close();
@@ -394,7 +344,7 @@ export class RiskProcessor {
         const done = () => reached.every((r, p) => r >= (until[p] ?? 0));
         while (!done()) {
           const batch = await reader.poll(this.#maxBatch, this.#maxWait);
-          if (this.#stopping) throw new Error('risk processor stopping');
+          if (this.#life.stopping) throw new Error('risk processor stopping');
           for (const r of batch) {
             reached[r.partition] = Math.max(reached[r.partition] ?? 0, r.offset + 1);
             if (r.offset >= (until[r.partition] ?? 0)) continue;
@@ -459,32 +409,6 @@ export class RiskProcessor {
       }
       return undefined;
     }
-  }
-
-  async #failed(err: unknown, what: string, delay: number): Promise<number> {
-    this.stats.retries++;
-    this.stats.lastError = err;
-    this.#o.logger.warn(
-      { err, code: (err as { code?: string }).code, what, delayMs: delay },
-      'risk processor: failure, nothing committed; rebuilding the book from the log after backoff',
-    );
-    await this.#sleep(delay);
-    return Math.min(this.#o.retry?.maxMs ?? 5_000, delay * 2);
-  }
-
-  #sleep(ms: number): Promise<void> {
-    if (this.#stopping) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        this.#wake = undefined;
-        resolve();
-      }, ms);
-      this.#wake = () => {
-        clearTimeout(t);
-        this.#wake = undefined;
-        resolve();
-      };
-    });
   }
 
   async #closeConsumer(): Promise<void> {

@@ -17,24 +17,30 @@ describe('EvidenceEmitter: an outage of the log is itself evidence', () => {
     for (const c of cleanup.splice(0).reverse()) await c();
   });
 
-  it('refuses while the log is down, then records audit.stopped (paused) with the window before the next event; the chain verifies', async () => {
+  /** A producer on an in-memory log, and a config.changed event builder. */
+  async function producer(id: string) {
     const log = new MemoryEventLog({ partitions: 1 });
     const keyring = await Keyring.open(new InMemoryKeyStore());
     await keyring.rotate();
-    const emitter = await EvidenceEmitter.open({ log, keyring, producerId: 'gw-1', tenantId: 't', checkpoints: checkpointFile(mkdtempSync(join(tmpdir(), 'attest-emitter-')), 'gw-1'), logger: pino({ level: 'silent' }), cadence: CADENCE });
+    const emitter = await EvidenceEmitter.open({ log, keyring, producerId: id, tenantId: 't', checkpoints: checkpointFile(mkdtempSync(join(tmpdir(), 'attest-emitter-')), id), logger: pino({ level: 'silent' }), cadence: CADENCE });
     cleanup.push(async () => {
       await emitter.close();
       await log.close();
     });
     const event = (n: number) =>
       emitter.build('config.changed', {
-        actor: systemActor('gw-1'),
+        actor: systemActor(id),
         source: { address: 'local', userAgent: null },
         target: { protocol: 'internal', service: 'attest', resource: 'x', model: null },
         outcome: { result: 'success', status: null, reason: null },
         correlation: { sessionId: 's', requestId: `r${n}`, upstreamRequestId: null },
         payload: { objectKind: 'policy', what: 'policy', change: 'updated', oldVersion: null, newVersion: String(n), oldDigest: null, newDigest: null, override: false, summary: null },
       });
+    return { log, keyring, emitter, event };
+  }
+
+  it('refuses while the log is down, then records audit.stopped (paused) with the window before the next event; the chain verifies', async () => {
+    const { log, keyring, emitter, event } = await producer('gw-1');
 
     await emitter.emit([event(1)], 's');
     log.injectFailure(new LogError('log_unavailable', 'broker down', { retriable: true }));
@@ -62,23 +68,7 @@ describe('EvidenceEmitter: an outage of the log is itself evidence', () => {
   });
 
   it('a checkpoint the log refused is not linked to: the next checkpoint follows the last durable one and the chain verifies', async () => {
-    const log = new MemoryEventLog({ partitions: 1 });
-    const keyring = await Keyring.open(new InMemoryKeyStore());
-    await keyring.rotate();
-    const emitter = await EvidenceEmitter.open({ log, keyring, producerId: 'gw-2', tenantId: 't', checkpoints: checkpointFile(mkdtempSync(join(tmpdir(), 'attest-emitter-')), 'gw-2'), logger: pino({ level: 'silent' }), cadence: CADENCE });
-    cleanup.push(async () => {
-      await emitter.close();
-      await log.close();
-    });
-    const event = (n: number) =>
-      emitter.build('config.changed', {
-        actor: systemActor('gw-2'),
-        source: { address: 'local', userAgent: null },
-        target: { protocol: 'internal', service: 'attest', resource: 'x', model: null },
-        outcome: { result: 'success', status: null, reason: null },
-        correlation: { sessionId: 's', requestId: `r${n}`, upstreamRequestId: null },
-        payload: { objectKind: 'policy', what: 'policy', change: 'updated', oldVersion: null, newVersion: String(n), oldDigest: null, newDigest: null, override: false, summary: null },
-      });
+    const { log, keyring, emitter, event } = await producer('gw-2');
     await emitter.emit([event(1)], 's');
     expect(await emitter.checkpoint()).toBeDefined();
     await emitter.emit([event(2)], 's');
