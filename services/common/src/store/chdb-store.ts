@@ -24,9 +24,9 @@ import { join, resolve } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { drainPending, Session } from 'chdb';
 import { StoreError } from './errors';
+import { checkMaxRows, collectRows, uniqueBatch } from './adapter-common';
 import { checkRetention, DEFAULT_MIGRATIONS_DIR, loadMigrations, runMigrations, sqlString, type SqlExecutor } from './migrations';
 import {
-  DEFAULT_QUERY_MAX_ROWS,
   type EvidenceStore,
   type InsertReport,
   type MigrationReport,
@@ -141,44 +141,17 @@ export class ChdbEvidenceStore implements EvidenceStore {
 
   insertEvents(batch: readonly StoredEvent[], dedupToken: string): Promise<InsertReport> {
     if (this.#closed) return Promise.reject(closedError());
-    if (typeof dedupToken !== 'string' || dedupToken.length === 0) {
-      return Promise.reject(new StoreError('store_invalid_argument', 'dedupToken must be a non-empty string', { where: 'dedupToken' }));
-    }
-    // Repeats of one event within a batch (a redelivery spliced into it) keep the first.
-    const seen = new Set<string>();
-    const unique: StoredEvent[] = [];
-    for (const e of batch) {
-      // The engine prints UUIDs in lowercase; compare in that form.
-      const id = e.eventId.toLowerCase();
-      if (seen.has(id)) continue;
-      seen.add(id);
-      unique.push(e);
-    }
+    const unique = uniqueBatch(batch, dedupToken);
+    if (unique instanceof StoreError) return Promise.reject(unique);
     if (unique.length === 0) return Promise.resolve({ events: 0, duplicates: 0, sightings: 0 });
     return this.#track(this.#serialized(() => this.#insert(unique, dedupToken)));
   }
 
   async query(sql: string, params: QueryParams = {}, opts: QueryOptions = {}): Promise<QueryResult> {
     this.#checkOpen();
-    const maxRows = opts.maxRows ?? DEFAULT_QUERY_MAX_ROWS;
-    if (!Number.isSafeInteger(maxRows) || maxRows < 0) {
-      throw new StoreError('store_invalid_argument', `maxRows must be a non-negative integer, got ${String(maxRows)}`, { where: 'maxRows' });
-    }
+    const maxRows = checkMaxRows(opts);
     const stream = this.stream(sql, params, opts.signal === undefined ? {} : { signal: opts.signal });
-    const rows: Row[] = [];
-    let truncated = false;
-    try {
-      for await (const row of stream) {
-        if (rows.length === maxRows) {
-          truncated = true;
-          break;
-        }
-        rows.push(row);
-      }
-    } finally {
-      stream.cancel();
-    }
-    return { columns: await stream.columns, rows, truncated };
+    return collectRows(stream, maxRows);
   }
 
   stream(sql: string, params: QueryParams = {}, opts: { readonly signal?: AbortSignal } = {}): RowStream {
