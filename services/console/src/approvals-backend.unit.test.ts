@@ -5,7 +5,7 @@ import { ApprovalService } from '../../common/src/approvals/service';
 import { requestCommand, rule } from '../../common/src/approvals/testing';
 import { ControlPublisher } from '../../common/src/control';
 import { decodeEvent, type AnyAttestEvent } from '../../common/src/events';
-import { EvidenceEmitter } from '../../common/src/evidence/emitter';
+import { EvidenceEmitter, memoryCheckpoints } from '../../common/src/evidence/emitter';
 import { InMemoryKeyStore, Keyring } from '../../common/src/integrity';
 import { LogError, MemoryEventLog, MemoryLogStorage } from '../../common/src/log';
 import { approvalsBackend, principalOfReviewer } from './approvals-backend';
@@ -46,7 +46,7 @@ describe('approvalsBackend over a real ApprovalService', () => {
       keyring: keys,
       producerId: 'console-1',
       tenantId: 'acme',
-      checkpoints: { load: async () => undefined, save: async () => undefined },
+      checkpoints: memoryCheckpoints(),
       logger,
       cadence: { everyEvents: 100_000, everyMs: 3_600_000 },
       clock: { nowUs: () => now * 1000 },
@@ -163,8 +163,11 @@ describe('approvalsBackend over a real ApprovalService', () => {
     await t.request();
     t.log.injectFailure(new LogError('log_unavailable', 'down', { retriable: true }));
     await expect(t.backend.decide(bob, 'apr-1', 'approve', 'ok')).rejects.toMatchObject({ code: 'approval_unavailable', retriable: true });
+    // The failed append's outcome was unknown: the emitter appends it again once the log is back,
+    // before the retry is decided, so bob's first decision stands and the retry is told so.
     t.log.injectFailure(undefined);
-    expect(await t.backend.decide(bob, 'apr-1', 'approve', 'ok')).toEqual({ ok: true, state: 'pending' });
+    expect(await t.backend.decide(bob, 'apr-1', 'approve', 'ok')).toMatchObject({ ok: false, code: 'approval_duplicate_vote' });
+    expect(t.service.get('apr-1')?.votes).toHaveLength(1);
   });
 
   it('recent decisions: newest first, released as approved, cancelled and expired as expired, only for the viewer\'s groups', async () => {

@@ -21,6 +21,12 @@ export interface ProcessorLoopOptions {
   logger: Logger;
   retry?: { initialMs?: number; maxMs?: number } | undefined;
   now: () => number;
+  /**
+   * Settles the processor's own evidence before each rebuild (EvidenceEmitter.settle): outputs of a
+   * failed batch whose append had an unknown outcome are appended again first, so the rebuild reads
+   * them and does not decide those inputs twice.
+   */
+  settle: () => Promise<void>;
   /** Builds the state from the log and opens the consumer. */
   rebuild: () => Promise<void>;
   /** One poll and its batch; throws on a failure (nothing committed). */
@@ -53,6 +59,7 @@ export class ProcessorLoop {
     let delay = this.initialDelay;
     while (!rebuilt && !this.stopping) {
       try {
+        await this.o.settle();
         await this.o.rebuild();
         rebuilt = true;
       } catch (err) {
@@ -102,6 +109,7 @@ export class ProcessorLoop {
     while (!this.stopping) {
       try {
         if (needRebuild) {
+          await this.o.settle();
           await this.o.rebuild();
           needRebuild = false;
         }

@@ -197,7 +197,7 @@ describe('risk processor', () => {
     expect(committed(r)).toBe(await ends(r));
   });
 
-  it('emit failure: nothing committed, nothing published; after the log heals, the suspension is emitted once', async () => {
+  it('emit failure: nothing committed, nothing published; after the log heals, the suspension lands once and is enforced', async () => {
     const r = await setup();
     for (let i = 0; i < 3; i++) await deny(r);
     const p = await processor(r);
@@ -205,7 +205,8 @@ describe('risk processor', () => {
     await p.start();
     await expect.poll(() => p.stats.retries, { timeout: 3_000 }).toBeGreaterThanOrEqual(3);
     expect(committed(r)).toBe(0);
-    expect(p.stats.rebuilds).toBeGreaterThanOrEqual(3);
+    // Its own outputs are in doubt: no rebuild reads the log until they are appended again.
+    expect(p.stats.rebuilds).toBe(1);
     expect(suspendedNow(r)).toBeUndefined();
     expect(r.messages).toHaveLength(0);
 

@@ -161,6 +161,7 @@ export class RiskProcessor {
       logger: opts.logger,
       retry: opts.retry,
       now: this.#now,
+      settle: () => this.#o.emitter.settle(),
       rebuild: () => this.#rebuild(),
       step: () => this.#step(),
       closeConsumer: () => this.#closeConsumer(),
@@ -264,6 +265,9 @@ export class RiskProcessor {
   async #output(emissions: readonly Emission[]): Promise<void> {
     const controls: ControlMessage[] = [];
     for (const em of emissions) {
+      // Outputs whose append fails are appended again by the emitter before the rebuild reads the
+      // log (ProcessorLoop settles first): the rebuild folds them as durable-but-uncommitted
+      // outputs and republishes their control messages, so they are neither decided twice nor lost.
       await this.#o.emitter.emit(em.events as unknown as UnchainedEvent<EventType>[], em.key);
       this.stats.outputsEmitted += em.events.length;
       for (const e of em.events) {

@@ -2,7 +2,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlPublisher, ControlState, ControlSubscriber, type ApprovalResolution } from '../control';
 import { decodeEvent, type AnyAttestEvent, type UnchainedEvent } from '../events';
-import { EvidenceEmitter } from '../evidence/emitter';
+import { EvidenceEmitter, memoryCheckpoints } from '../evidence/emitter';
 import { InMemoryKeyStore, Keyring } from '../integrity';
 import { LogError, MemoryEventLog, MemoryLogStorage } from '../log';
 import { toEvidence } from './evidence';
@@ -31,7 +31,7 @@ function openEmitter(log: MemoryEventLog, keys: Keyring, producerId: string, clo
     keyring: keys,
     producerId,
     tenantId: 'acme',
-    checkpoints: { load: async () => undefined, save: async () => undefined },
+    checkpoints: memoryCheckpoints(),
     logger,
     cadence: CADENCE,
     ...(clock ? { clock } : {}),
@@ -255,9 +255,13 @@ describe('ApprovalService (evidence log, emitter and control channel for real)',
     expect(await t.service.expireDue()).toEqual([]);
     expect(await t.controlCount()).toBe(0);
 
+    // The failed append's outcome was unknown, so the emitter appends it again once the log is
+    // back, before anything new: the first decision is recorded after all (late) and its outcome
+    // published; the retry is decided after it and finds the approval already approved.
     t.log.injectFailure(undefined);
     const retry = await t.service.execute({ type: 'approve', approvalId: 'apr-1', approver: bob, reason: 'ok' });
-    expect(retry).toMatchObject({ ok: true, state: { status: 'approved' } });
+    expect(retry.ok ? 'accepted' : retry.error.code).toBe('approval_already_decided');
+    expect(t.service.get('apr-1')).toMatchObject({ status: 'approved' });
     await until(() => t.control.resolution('apr-1') !== undefined, 'the resolution');
     expect(logEvents(t.log).filter((e) => e.metadata.type === 'approval.decided')).toHaveLength(1);
   });

@@ -271,6 +271,13 @@ export class ApprovalService {
     if (this.stopping.signal.aborted) {
       return { ok: false, error: new ApprovalError('approval_unavailable', command.approvalId, 'the approval service is stopped') };
     }
+    // An earlier command of this service whose evidence append failed is appended again first, and
+    // folded below: the log may record it after all, and this command must be decided after it.
+    try {
+      await this.opts.emitter.settle();
+    } catch {
+      return { ok: false, error: new ApprovalError('approval_unavailable', command.approvalId, 'the evidence log is unavailable: an earlier decision is not confirmed yet; retry when the log is back') };
+    }
     if (!(await this.sync().catch(() => false))) {
       this.opts.logger.warn({ approvalId: command.approvalId }, 'approval service: deciding before catching up with the evidence log');
     }
@@ -321,7 +328,24 @@ export class ApprovalService {
       // rebuilt from the log equals this one.
       built.push({ ...unchained, metadata: { ...unchained.metadata, timeUs: ev.timeUs } } as UnchainedEvent);
     }
-    return this.opts.emitter.emit(built, key ?? `approval:${first.approvalId}`);
+    return this.opts.emitter.emit(built, key ?? `approval:${first.approvalId}`, { onLateConfirm: (chained) => void this.lateConfirmed(events, chained) });
+  }
+
+  /**
+   * The evidence of a command that failed closed reached the log after all (the emitter appends
+   * what is in doubt again): the log now says it happened, so its outcome is published like any
+   * other, once the book has folded it.
+   */
+  private async lateConfirmed(events: readonly ApprovalEvent[], chained: readonly AnyAttestEvent[]): Promise<void> {
+    await this.sync().catch(() => false);
+    for (const [i, e] of events.entries()) {
+      const state = this.book.get(e.approvalId);
+      const ev = chained[i];
+      const msg = state === undefined || ev === undefined ? undefined : resolutionOf(e, state, ev);
+      if (msg === undefined) continue;
+      this.opts.logger.warn({ approvalId: e.approvalId, eventId: ev!.metadata.eventId }, 'approval decision recorded late (its append had failed): publishing its outcome now');
+      await this.publish(msg);
+    }
   }
 
   /** Publishes now; on failure keeps retrying in the background until published or stopped. */

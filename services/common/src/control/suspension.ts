@@ -1,13 +1,15 @@
 import type { Actor, Source } from '../events';
 import type { EvidenceEmitter } from '../evidence/emitter';
 import type { ControlPublisher } from './channel';
+import type { ControlMessage } from './messages';
 
 /**
  * Suspending and restoring an identity: first the evidence event (durable, fail closed), then the
  * control message that makes every gateway enforce it. Used by the risk processor (automatic) and
  * the console's admin API (manual). If the publish fails after the evidence was written the call
  * rejects and the caller retries: a second identical evidence event is harmless, a suspension in
- * force without evidence is not allowed.
+ * force without evidence is not allowed. If the evidence append fails, the emitter appends it again
+ * when the log returns; once it lands, the control message is published then (`lateEnforce`).
  */
 
 export interface IdentityRef {
@@ -43,16 +45,17 @@ export async function suspendIdentity(deps: SuspensionDeps, input: SuspendInput)
     correlation: { sessionId: `identity:${input.identity.issuer}:${input.identity.subject}`, requestId: input.requestId, upstreamRequestId: null },
     payload: { principal: input.identity, reason: input.reason, findingId: input.findingId, untilUs: input.untilUs, sessionsTerminated: 0 },
   });
-  await deps.emitter.emit([ev], ev.correlation.sessionId);
-  await deps.publisher.publish({
-    type: 'identity.suspended',
+  const msg = {
+    type: 'identity.suspended' as const,
     issuer: input.identity.issuer,
     subject: input.identity.subject,
     reason: input.reason,
     untilUs: input.untilUs,
     eventId: ev.metadata.eventId,
     atUs: ev.metadata.timeUs,
-  });
+  };
+  await deps.emitter.emit([ev], ev.correlation.sessionId, { onLateConfirm: () => lateEnforce(deps, msg) });
+  await deps.publisher.publish(msg);
   return { eventId: ev.metadata.eventId };
 }
 
@@ -74,14 +77,24 @@ export async function restoreIdentity(deps: SuspensionDeps, input: RestoreInput)
     correlation: { sessionId: `identity:${input.identity.issuer}:${input.identity.subject}`, requestId: input.requestId, upstreamRequestId: null },
     payload: { principal: input.identity, reason: input.reason, suspendedEventId: input.suspendedEventId, automatic: false },
   });
-  await deps.emitter.emit([ev], ev.correlation.sessionId);
-  await deps.publisher.publish({
-    type: 'identity.restored',
+  const msg = {
+    type: 'identity.restored' as const,
     issuer: input.identity.issuer,
     subject: input.identity.subject,
     reason: input.reason,
     eventId: ev.metadata.eventId,
     atUs: ev.metadata.timeUs,
-  });
+  };
+  await deps.emitter.emit([ev], ev.correlation.sessionId, { onLateConfirm: () => lateEnforce(deps, msg) });
+  await deps.publisher.publish(msg);
   return { eventId: ev.metadata.eventId };
+}
+
+/**
+ * The evidence of a suspension or restore whose append failed reached the log after all (the
+ * emitter appends what is in doubt again): the log says it happened, so it is enforced now too.
+ * Best effort: the caller was told the call failed and retries anyway (a second event is harmless).
+ */
+function lateEnforce(deps: SuspensionDeps, msg: ControlMessage): void {
+  deps.publisher.publish(msg).catch(() => undefined);
 }

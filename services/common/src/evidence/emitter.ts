@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { AttestError } from '../errors';
@@ -23,9 +23,8 @@ import {
   type Cadence,
   type Keyring,
   type SignedCheckpoint,
-  type TailEvent,
 } from '../integrity';
-import type { EventLog, LogRecord } from '../log';
+import { DEFAULT_MAX_RECORD_BYTES, type EventLog, type LogRecord } from '../log';
 
 /**
  * The one way events leave a producer:
@@ -36,36 +35,120 @@ import type { EventLog, LogRecord } from '../log';
  * `emit` resolves only once the batch is durable, so a caller can fail closed on its rejection.
  * Checkpoints are cut on a fixed cadence (every N events or T ms, even when idle) and signed once
  * each, never per event. Every start is a new chain epoch linked to the producer's last checkpoint.
- * A failed append rewinds the chain to what is durable (the events since the last checkpoint are
- * kept for that), so the chain never claims an event that did not reach the log.
+ *
+ * A chain position is never given twice. An append that fails has an unknown outcome (a broker can
+ * write the records and lose the acknowledgement), so its records are kept "in doubt" and appended
+ * again, byte for byte, before anything new is chained: the log then holds them once or twice,
+ * identical, and consumers dedupe by event id. While that re-append fails, emit refuses at once
+ * without chaining anything (fail closed, no position spent), which also bounds what is held in doubt
+ * to the appends that were in flight when the log went away. Rewinding the chain instead (an earlier
+ * design) gave the next events the positions of records that were on the log after all: two events
+ * at one position, which a verifier rightly reads as tampering.
+ *
+ * A checkpoint is appended only after every event it covers is durable, and is written to the
+ * producer's pending file before its append and to the checkpoint file after it. A producer that
+ * restarts with a pending checkpoint appends it again before anything else and links its new epoch
+ * to it; so a kill between a checkpoint's append and the save of its file can no longer fork the
+ * checkpoint chain (the next epoch linking to the checkpoint before it).
  */
 
 export interface CheckpointFile {
   load(): Promise<SignedCheckpoint | undefined>;
   save(cp: SignedCheckpoint): Promise<void>;
+  /** Checkpoints cut and about to be (or being) appended, with their encoded integrity.checkpoint events. */
+  loadPending(): Promise<PendingCheckpoint[]>;
+  savePending(pending: readonly PendingCheckpoint[]): Promise<void>;
 }
 
-/** The producer's last checkpoint as a compact JWS file, replaced atomically. */
+export interface PendingCheckpoint {
+  readonly cp: SignedCheckpoint;
+  /** The encoded integrity.checkpoint event, appended again as is after a restart. */
+  readonly event: Uint8Array;
+}
+
+/** Most checkpoints a pending file may hold (each is a few hundred bytes); more is a corrupt file. */
+const MAX_PENDING_CHECKPOINTS = 1000;
+
+/** The producer's last checkpoint as a compact JWS file, and its pending ones as JSON; both replaced atomically. */
 export function checkpointFile(dir: string, producer: string): CheckpointFile {
-  const path = join(dir, `${producer.replace(/[^A-Za-z0-9_.-]/g, '_')}.checkpoint.jws`);
+  const base = join(dir, producer.replace(/[^A-Za-z0-9_.-]/g, '_'));
+  const path = `${base}.checkpoint.jws`;
+  const pendingPath = `${base}.checkpoint.pending.json`;
+  const readOptional = async (file: string): Promise<string | undefined> => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  };
   return {
     async load() {
-      let text: string;
-      try {
-        text = await readFile(path, 'utf8');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw err;
-      }
-      return parseCheckpoint(text.trim());
+      const text = await readOptional(path);
+      return text === undefined ? undefined : parseCheckpoint(text.trim());
     },
     async save(cp) {
-      await mkdir(dir, { recursive: true });
-      const tmp = `${path}.tmp`;
-      await writeFile(tmp, cp.jws, { mode: 0o600 });
-      await rename(tmp, path);
+      await writeDurably(dir, path, cp.jws);
+    },
+    async loadPending() {
+      const text = await readOptional(pendingPath);
+      if (text === undefined) return [];
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+      if (!Array.isArray(parsed) || parsed.length > MAX_PENDING_CHECKPOINTS) {
+        throw new AttestError('evidence_checkpoint_file_invalid', `${pendingPath} is not a list of pending checkpoints`, {
+          fix: 'restore the file from a backup; deleting it makes the next epoch link to the last saved checkpoint, which a verifier may report as a fork',
+        });
+      }
+      return parsed.map((p: { jws?: unknown; event?: unknown }) => {
+        if (typeof p?.jws !== 'string' || typeof p.event !== 'string') {
+          throw new AttestError('evidence_checkpoint_file_invalid', `${pendingPath} holds an entry without jws and event`);
+        }
+        return { cp: parseCheckpoint(p.jws), event: new Uint8Array(Buffer.from(p.event, 'base64')) };
+      });
+    },
+    async savePending(pending) {
+      if (pending.length === 0) {
+        await rm(pendingPath, { force: true });
+        return;
+      }
+      await writeDurably(dir, pendingPath, JSON.stringify(pending.map((p) => ({ jws: p.cp.jws, event: Buffer.from(p.event).toString('base64') }))));
     },
   };
+}
+
+/** A CheckpointFile kept in memory: for tests and producers whose epochs need not outlive the process. */
+export function memoryCheckpoints(): CheckpointFile {
+  let saved: SignedCheckpoint | undefined;
+  let pending: readonly PendingCheckpoint[] = [];
+  return {
+    load: async () => saved,
+    save: async (cp) => {
+      saved = cp;
+    },
+    loadPending: async () => [...pending],
+    savePending: async (p) => {
+      pending = [...p];
+    },
+  };
+}
+
+/** Write to a temporary file, fsync, rename: the file is the old or the new content, even after a power loss. */
+async function writeDurably(dir: string, path: string, text: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
 }
 
 export interface EmitterOptions {
@@ -77,19 +160,27 @@ export interface EmitterOptions {
   logger: Logger;
   cadence?: Cadence;
   clock?: EventClock;
+  /** Largest encoded event accepted (default: the logs' default record limit). Checked before chaining. */
+  maxEventBytes?: number;
 }
 
-export class EvidenceEmitterError extends AttestError<'evidence_unavailable'> {}
+export interface EmitOptions {
+  /**
+   * Called when the events of an emit that rejected reach the log after all (the append is retried
+   * until it does, see the header): the caller can then carry out what the evidence records (e.g.
+   * publish the control message of a suspension), since the log now says it happened.
+   */
+  onLateConfirm?: (events: AnyAttestEvent[]) => void;
+}
+
+export class EvidenceEmitterError extends AttestError<'evidence_unavailable' | 'evidence_event_too_large'> {}
 
 export class EvidenceEmitter {
-  private chain: ProducerChain;
-  private epoch: string;
-  private lastCheckpoint: SignedCheckpoint | undefined;
-  private readonly epochStart: { producer: string; epoch: string; startUs: number; previous?: SignedCheckpoint };
-  /** Durable events of this epoch not yet covered by a checkpoint: what a rewind replays. */
-  private tail: TailEvent[] = [];
+  private readonly chain: ProducerChain;
+  private readonly epoch: string;
   private readonly scheduler: CheckpointScheduler;
   private readonly clock: EventClock;
+  private readonly maxEventBytes: number;
   private closed = false;
   /** Set while the log refuses appends: when the outage began. */
   private pausedSinceUs: number | undefined;
@@ -97,13 +188,29 @@ export class EvidenceEmitter {
   private readonly previousEpoch: { epoch: string | null; stopRecorded: boolean };
   /** What every event of this producer is built with (one object, not one per event). */
   private readonly eventDeps: { producer: { id: string; epoch: string }; clock: EventClock };
+  /** Records whose append failed with an unknown outcome, in the order they were chained: appended again before anything new. */
+  private inDoubt: LogRecord[] = [];
+  /** What to tell callers whose emit failed once their records are confirmed after all, by the last record of each emit. */
+  private readonly late = new Map<LogRecord, () => void>();
+  /** Appends of chained events not settled yet (each settles after its failure, if any, is in `inDoubt`). */
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Checkpoints cut, signed and not yet confirmed on the log (mirrored in the pending file). */
+  private pending: PendingCheckpoint[];
+  private flushing: Promise<void> | undefined;
+  private draining: Promise<SignedCheckpoint | undefined> | undefined;
 
-  private constructor(private readonly opts: EmitterOptions, previous: SignedCheckpoint | undefined) {
+  private constructor(
+    private readonly opts: EmitterOptions,
+    previous: SignedCheckpoint | undefined,
+    pending: PendingCheckpoint[],
+  ) {
     this.clock = opts.clock ?? systemClock;
-    this.lastCheckpoint = previous;
+    this.maxEventBytes = opts.maxEventBytes ?? DEFAULT_MAX_RECORD_BYTES;
     this.epoch = uuidv7();
-    this.epochStart = { producer: opts.producerId, epoch: this.epoch, startUs: this.clock.nowUs(), ...(previous ? { previous } : {}) };
-    this.chain = ProducerChain.start(this.epochStart);
+    this.pending = pending;
+    // Checkpoints left pending by the last run are appended again before anything of this epoch.
+    this.inDoubt = pending.map((p) => checkpointRecord(p));
+    this.chain = ProducerChain.start({ producer: opts.producerId, epoch: this.epoch, startUs: this.clock.nowUs(), ...(previous ? { previous } : {}) });
     this.eventDeps = { producer: { id: opts.producerId, epoch: this.epoch }, clock: this.clock };
     this.previousEpoch = { epoch: previous?.fields.epoch ?? null, stopRecorded: previous?.fields.closed ?? false };
     this.scheduler = new CheckpointScheduler({
@@ -113,13 +220,16 @@ export class EvidenceEmitter {
     });
   }
 
-  /** Opens the producer: loads its last checkpoint and starts the cadence. */
+  /** Opens the producer: loads its last checkpoint (a pending one wins) and starts the cadence. */
   static async open(opts: EmitterOptions): Promise<EvidenceEmitter> {
-    const previous = await opts.checkpoints.load();
-    if (previous && previous.fields.producer !== opts.producerId) {
-      throw new AttestError('evidence_checkpoint_mismatch', `checkpoint file belongs to producer ${previous.fields.producer}, not ${opts.producerId}`);
+    const saved = await opts.checkpoints.load();
+    const pending = await opts.checkpoints.loadPending();
+    for (const cp of [saved, ...pending.map((p) => p.cp)]) {
+      if (cp && cp.fields.producer !== opts.producerId) {
+        throw new AttestError('evidence_checkpoint_mismatch', `checkpoint file belongs to producer ${cp.fields.producer}, not ${opts.producerId}`);
+      }
     }
-    const emitter = new EvidenceEmitter(opts, previous);
+    const emitter = new EvidenceEmitter(opts, pending.at(-1)?.cp ?? saved, pending);
     emitter.scheduler.start();
     return emitter;
   }
@@ -142,32 +252,41 @@ export class EvidenceEmitter {
    * (the session id, so a session stays ordered). Rejects with `evidence_unavailable` when the log
    * does not confirm durability; the caller must then refuse the access it was about to grant.
    */
-  async emit(events: readonly UnchainedEvent<EventType>[], key: string): Promise<AnyAttestEvent[]> {
+  async emit(events: readonly UnchainedEvent<EventType>[], key: string, opts: EmitOptions = {}): Promise<AnyAttestEvent[]> {
     if (this.closed) throw new EvidenceEmitterError('evidence_unavailable', 'the evidence emitter is closed', { retriable: true });
+    if (this.inDoubt.length > 0) await this.flushInDoubt();
     const chained: AnyAttestEvent[] = [];
     const records: LogRecord[] = [];
-    const tail: TailEvent[] = [];
     // The first batch after an outage of the log starts with the evidence of the outage itself
     // (PCI DSS 10.2.1.6, 10.7.2): when logging was paused and that requests were refused meanwhile.
     const pause = this.pausedSinceUs === undefined ? undefined : this.pauseEvent(this.pausedSinceUs);
     for (const e of pause ? [pause, ...events] : events) {
-      const meta = this.chain.nextMetadata();
-      const ev = chainEvent(e, meta) as AnyAttestEvent;
+      const ev = chainEvent(e, this.chain.nextMetadata()) as AnyAttestEvent;
       const bytes = encodeEvent(ev);
+      if (bytes.length > this.maxEventBytes) {
+        // Refused before it takes a chain position; what was chained before it in this batch is
+        // appended below, so the chain stays whole.
+        const err = new EvidenceEmitterError('evidence_event_too_large', `a ${ev.metadata.type} event of ${bytes.length} bytes exceeds the ${this.maxEventBytes}-byte limit of the evidence log`, {
+          fix: 'lower the content kept in events or raise the log record limit (and maxEventBytes with it)',
+        });
+        if (records.length > 0) await this.append(records).catch(() => undefined);
+        throw err;
+      }
       this.chain.append(bytes);
       chained.push(ev);
-      tail.push({ sequence: meta.sequence, prevHash: meta.prevHash, bytes });
       records.push({ key, value: bytes, headers: { type: ev.metadata.type } });
     }
     try {
-      await this.opts.log.append(records);
+      await this.append(records);
     } catch (err) {
-      this.pausedSinceUs ??= this.clock.nowUs();
-      this.rewind();
+      const last = records.at(-1);
+      if (opts.onLateConfirm && last !== undefined && this.inDoubt.includes(last)) {
+        const confirmed = pause ? chained.slice(1) : chained;
+        this.late.set(last, () => opts.onLateConfirm!(confirmed));
+      }
       this.opts.logger.error({ code: (err as { code?: string }).code, events: events.length }, 'evidence append failed: failing closed');
       throw new EvidenceEmitterError('evidence_unavailable', 'the audit log could not durably record this request', { retriable: true, cause: err });
     }
-    this.tail.push(...tail);
     for (let i = 0; i < records.length; i++) this.scheduler.recordEvent();
     if (pause) {
       this.pausedSinceUs = undefined;
@@ -175,6 +294,84 @@ export class EvidenceEmitter {
       chained.shift();
     }
     return chained;
+  }
+
+  /**
+   * Appends chained records. Started synchronously, so a checkpoint cut after this call waits for it
+   * (`inFlight`). A retriable failure has an unknown outcome: the records go in doubt. A validation
+   * failure means nothing was written: those positions stay empty, which a verifier reports as
+   * missing events (the truth: they were chained and never recorded).
+   */
+  private append(records: LogRecord[]): Promise<void> {
+    const settled = this.opts.log.append(records).then(
+      () => undefined,
+      (err: unknown) => {
+        if ((err as { retriable?: boolean }).retriable !== false) {
+          this.pausedSinceUs ??= this.clock.nowUs();
+          this.inDoubt.push(...records);
+        } else this.opts.logger.error({ code: (err as { code?: string }).code, records: records.length }, 'the evidence log refused records as invalid: their chain positions stay empty');
+        throw err;
+      },
+    );
+    const tracked = settled.catch(() => undefined);
+    this.inFlight.add(tracked);
+    void tracked.then(() => this.inFlight.delete(tracked));
+    return settled;
+  }
+
+  /**
+   * Resolves once nothing this producer chained is in doubt any more: earlier failed appends are
+   * appended again now. Rejects with evidence_unavailable while the log refuses. A service that
+   * decides from what the log holds (approvals, processors) calls this before reading it, so an
+   * earlier decision whose append failed and that lands late is seen before deciding again.
+   */
+  async settle(): Promise<void> {
+    await Promise.all([...this.inFlight]);
+    if (this.inDoubt.length > 0) await this.flushInDoubt();
+  }
+
+  /** Appends the records in doubt again (one attempt at a time); rejects with evidence_unavailable while the log refuses. */
+  private async flushInDoubt(): Promise<void> {
+    this.flushing ??= (async () => {
+      const batch = this.inDoubt.slice();
+      try {
+        await this.opts.log.append(batch);
+      } catch (err) {
+        this.pausedSinceUs ??= this.clock.nowUs();
+        throw new EvidenceEmitterError('evidence_unavailable', 'the audit log is unavailable: records of an earlier append are not yet confirmed', { retriable: true, cause: err });
+      }
+      this.inDoubt.splice(0, batch.length);
+      for (const r of batch) {
+        const tell = this.late.get(r);
+        if (tell === undefined) continue;
+        this.late.delete(r);
+        try {
+          tell();
+        } catch (err) {
+          this.opts.logger.error({ err: (err as Error).message }, 'evidence confirmed late: the caller\'s follow-up failed');
+        }
+      }
+      await this.confirmed(batch);
+    })().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  /** Pending checkpoints among records now confirmed durable: saved as the last checkpoint, removed from the pending file. */
+  private async confirmed(records: readonly LogRecord[]): Promise<void> {
+    const done = new Set(records);
+    const landed = this.pending.filter((p) => [...done].some((r) => r.value === p.event));
+    if (landed.length === 0) return;
+    this.pending = this.pending.filter((p) => !landed.includes(p));
+    const last = landed.at(-1)!;
+    try {
+      await this.opts.checkpoints.save(last.cp);
+      await this.opts.checkpoints.savePending(this.pending);
+    } catch (err) {
+      // The pending file still names it, and the next run appends it again: harmless, just said.
+      this.opts.logger.error({ code: (err as { code?: string }).code }, 'checkpoint is on the log but its local files could not be updated');
+    }
   }
 
   /** audit.stopped (paused) for an outage of the log that began at `sinceUs` and ends now. */
@@ -197,76 +394,95 @@ export class EvidenceEmitter {
   }
 
   /**
-   * After a failed append: rebuild the chain from the last checkpoint and the durable tail, so the
-   * next event continues from the last one that is really on the log.
+   * Cuts, signs and appends a checkpoint now (the scheduler calls this on the cadence). Resolves to
+   * the checkpoint once it is durable, or undefined when it (or an earlier one) is not confirmed yet;
+   * it then stays pending and goes to the log before any later one.
    */
-  private rewind(): void {
-    const tail = [...this.tail].sort((a, b) => a.sequence - b.sequence);
-    const last = this.lastCheckpoint;
-    this.chain =
-      last && last.fields.epoch === this.epoch
-        ? ProducerChain.resume({ last, tail })
-        : ProducerChain.resume({ epochStart: this.epochStart, tail });
-  }
-
-  /** Cuts, signs and appends a checkpoint now (the scheduler calls this on the cadence). */
   async checkpoint(opts: { closed?: boolean } = {}): Promise<SignedCheckpoint | undefined> {
-    const chain = this.chain;
-    let cp: SignedCheckpoint;
-    try {
-      cp = await chain.checkpoint(this.opts.keyring.signingKey(), this.clock.nowUs(), opts);
-      const f = cp.fields;
-      const ev = chainEvent(
-        this.build('integrity.checkpoint', {
-          actor: systemActor(this.opts.producerId),
-          source: { address: 'local', userAgent: null },
-          target: { protocol: 'internal', service: 'attest', resource: `producer/${f.producer}`, model: null },
-          outcome: { result: 'success', status: null, reason: null },
-          correlation: { sessionId: `producer:${f.producer}`, requestId: `checkpoint:${f.epoch}:${f.lastSequence}`, upstreamRequestId: null },
-          payload: {
-            producer: f.producer,
-            epoch: f.epoch,
-            firstSequence: f.firstSequence,
-            lastSequence: f.lastSequence,
-            count: f.count,
-            fromTimeUs: f.fromTimeUs,
-            toTimeUs: f.toTimeUs,
-            lastHash: Buffer.from(f.lastHash),
-            merkleRoot: Buffer.from(f.merkleRoot),
-            prevCheckpointHash: Buffer.from(f.prevCheckpointHash),
-            closed: f.closed,
-            keyId: f.keyId,
-            formatVersion: 1,
-            signature: Buffer.from(cp.signature),
-          },
-        }),
-        // Checkpoints sit outside the chain they cover.
-        { sequence: 0, prevHash: ZERO_HASH },
-      ) as AnyAttestEvent;
-      try {
-        await this.opts.log.append([{ key: `producer:${f.producer}`, value: encodeEvent(ev), headers: { type: 'integrity.checkpoint' } }]);
-      } catch (err) {
-        // Cutting the checkpoint advanced the chain to it; it is not on the log, so the next one
-        // must link to the last durable checkpoint, or a verifier would read this one as deleted.
-        if (this.chain === chain) this.rewind();
-        throw err;
-      }
-    } catch (err) {
-      this.opts.logger.error({ code: (err as { code?: string }).code }, 'checkpoint could not be emitted; it stays due');
+    // While earlier checkpoints are unconfirmed, a scheduled tick only retries them: cutting more
+    // would pile up empty checkpoints through an outage.
+    if (this.pending.length > 0 && (await this.drain()) === undefined && !opts.closed) {
       this.scheduler.failed();
       return undefined;
     }
-    // Durable on the log: from here on the chain continues from it, whatever the local file does.
-    this.lastCheckpoint = cp;
-    this.tail = this.tail.filter((t) => t.sequence > cp.fields.lastSequence);
-    this.scheduler.checkpointed(cp.fields.toTimeUs);
+    let cp: SignedCheckpoint;
     try {
-      await this.opts.checkpoints.save(cp);
+      cp = await this.chain.checkpoint(this.opts.keyring.signingKey(), this.clock.nowUs(), opts);
     } catch (err) {
-      // The next run then links to an older checkpoint (a fork a verifier reports); say so loudly.
-      this.opts.logger.error({ code: (err as { code?: string }).code }, 'checkpoint is on the log but its local copy could not be saved');
+      this.opts.logger.error({ code: (err as { code?: string }).code }, 'checkpoint could not be signed; it stays due');
+      this.scheduler.failed();
+      return undefined;
     }
-    return cp;
+    this.pending.push({ cp, event: encodeEvent(this.checkpointEvent(cp)) });
+    const last = await this.drain();
+    if (last === undefined) {
+      this.scheduler.failed();
+      return undefined;
+    }
+    this.scheduler.checkpointed(last.fields.toTimeUs);
+    return last;
+  }
+
+  /**
+   * Appends the pending checkpoints in order, each only after every event it covers is durable
+   * (appends in flight settled, records in doubt re-appended). One drain at a time.
+   */
+  private drain(): Promise<SignedCheckpoint | undefined> {
+    this.draining ??= (async () => {
+      try {
+        while (this.pending.length > 0) {
+          const batch = this.pending.slice();
+          await Promise.all([...this.inFlight]);
+          // The pending file first: a kill after the append must not leave the next run linking
+          // to the checkpoint before these.
+          await this.opts.checkpoints.savePending(this.pending);
+          // Records in doubt (events, and checkpoints of a failed drain) go first, in an append of
+          // their own, so a checkpoint never reaches the log in the same request as events it covers.
+          if (this.inDoubt.length > 0) await this.flushInDoubt();
+          this.inDoubt.push(...batch.filter((p) => this.pending.includes(p)).map((p) => checkpointRecord(p)));
+          if (this.inDoubt.length > 0) await this.flushInDoubt();
+          if (this.pending.length === 0) return batch.at(-1)!.cp;
+        }
+        return undefined;
+      } catch (err) {
+        this.opts.logger.error({ code: (err as { code?: string }).code }, 'checkpoint could not be emitted; it stays pending and due');
+        return undefined;
+      }
+    })().finally(() => {
+      this.draining = undefined;
+    });
+    return this.draining;
+  }
+
+  /** The integrity.checkpoint event for `cp` (outside the chain it covers: sequence 0). */
+  private checkpointEvent(cp: SignedCheckpoint): AnyAttestEvent {
+    const f = cp.fields;
+    return chainEvent(
+      this.build('integrity.checkpoint', {
+        actor: systemActor(this.opts.producerId),
+        source: { address: 'local', userAgent: null },
+        target: { protocol: 'internal', service: 'attest', resource: `producer/${f.producer}`, model: null },
+        outcome: { result: 'success', status: null, reason: null },
+        correlation: { sessionId: `producer:${f.producer}`, requestId: `checkpoint:${f.epoch}:${f.lastSequence}`, upstreamRequestId: null },
+        payload: {
+          producer: f.producer,
+          epoch: f.epoch,
+          firstSequence: f.firstSequence,
+          lastSequence: f.lastSequence,
+          count: f.count,
+          fromTimeUs: f.fromTimeUs,
+          toTimeUs: f.toTimeUs,
+          lastHash: Buffer.from(f.lastHash),
+          merkleRoot: Buffer.from(f.merkleRoot),
+          prevCheckpointHash: Buffer.from(f.prevCheckpointHash),
+          closed: f.closed,
+          keyId: f.keyId,
+          formatVersion: 1,
+          signature: Buffer.from(cp.signature),
+        },
+      }),
+      { sequence: 0, prevHash: ZERO_HASH },
+    ) as AnyAttestEvent;
   }
 
   /** Final checkpoint closing the epoch; the caller emits audit.stopped before this. */
@@ -276,6 +492,10 @@ export class EvidenceEmitter {
     await this.checkpoint({ closed: true });
     this.closed = true;
   }
+}
+
+function checkpointRecord(p: PendingCheckpoint): LogRecord {
+  return { key: `producer:${p.cp.fields.producer}`, value: p.event, headers: { type: 'integrity.checkpoint' } };
 }
 
 export function systemActor(producerId: string) {

@@ -12,12 +12,20 @@ export interface SplitEvents {
   decoded: AnyAttestEvent[];
 }
 
-export function splitForVerification(records: Iterable<Uint8Array>): SplitEvents {
+export function splitForVerification(records: Iterable<Uint8Array>, opts: { dropIdenticalCopies?: boolean } = {}): SplitEvents {
   const events: VerifyEvent[] = [];
   const checkpoints: SignedCheckpoint[] = [];
   const decoded: AnyAttestEvent[] = [];
+  // A log may hold a record twice, byte for byte: an append retried after a lost acknowledgement
+  // (EventLog.append's contract; the emitter re-appends what is in doubt). Readers of a log dedupe
+  // by event id, and so does this when asked: only an identical copy is dropped, a different event
+  // under a known id stays and is reported. A store keeps one row per id, so there a copy is a finding.
+  const byId = new Map<string, Uint8Array>();
   for (const bytes of records) {
     const d = decodeEvent(bytes);
+    const first = byId.get(d.event.metadata.eventId);
+    if (opts.dropIdenticalCopies === true && first !== undefined && Buffer.compare(first, bytes) === 0) continue;
+    if (first === undefined) byId.set(d.event.metadata.eventId, bytes);
     decoded.push(d.event as AnyAttestEvent);
     if (d.type === 'integrity.checkpoint') {
       const p = d.event.payload;
@@ -53,7 +61,7 @@ export async function verifyEncodedEvents(
   jwks: JSONWebKeySet,
   opts: { cadence: Cadence; window?: { fromUs: number; toUs: number }; storageOrder?: boolean },
 ): Promise<VerifyReport & { decoded: AnyAttestEvent[] }> {
-  const split = splitForVerification(records);
+  const split = splitForVerification(records, { dropIdenticalCopies: opts.storageOrder !== true });
   const report = await verifyProducerLog(
     {
       events: split.events,

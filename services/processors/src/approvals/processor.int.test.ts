@@ -7,7 +7,7 @@ import { ApprovalService } from '../../../common/src/approvals/service';
 import { requestCommand, rule } from '../../../common/src/approvals/testing';
 import { ControlPublisher, ControlState, ControlSubscriber } from '../../../common/src/control';
 import { decodeEvent, type AnyAttestEvent, type UnchainedEvent } from '../../../common/src/events';
-import { EvidenceEmitter, systemActor } from '../../../common/src/evidence/emitter';
+import { EvidenceEmitter, memoryCheckpoints, systemActor } from '../../../common/src/evidence/emitter';
 import { InMemoryKeyStore, Keyring } from '../../../common/src/integrity';
 import { LogError, MemoryEventLog, MemoryLogStorage } from '../../../common/src/log';
 import { WebhookNotifier } from './notifier';
@@ -44,7 +44,7 @@ describe('ApprovalsProcessor (real log, emitters, service, control channel and w
         keyring: keys,
         producerId,
         tenantId: 'acme',
-        checkpoints: { load: async () => undefined, save: async () => undefined },
+        checkpoints: memoryCheckpoints(),
         logger,
         cadence: CADENCE,
       });
