@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { AttestConfig, MaskingAction, RouteName } from '../../common/src/config';
 import { AuthError, type Principal, type TokenVerifier } from '../../common/src/identity';
 import { errorBody, errorEvent, gatewayError, type GatewayError } from './anthropic-errors';
-import { maskPans } from '../../common/src/masking';
+import { findPans, maskPans } from '../../common/src/masking';
 import { maskJson, type Direction, type LocatedHit } from './mask-json';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics';
 import { decideModelCall, decideRoute, grantFor, modelMatches, type CallerGrant } from './policy';
@@ -320,8 +320,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
         ruleId: r.ruleId,
         reason: err.message,
         direction: r.direction,
-        bodyBytes: request.rawBody?.length ?? 0,
-        bodyDigest: sha256(request.rawBody ?? ''),
+        bodyBytes: Buffer.byteLength(request.rawBody ?? ''),
+        bodyDigest: evidenceDigest(request.rawBody ?? ''),
         contentType: typeof request.headers['content-type'] === 'string' ? request.headers['content-type'] : null,
         hits: r.hits,
         ...(r.approvalId === undefined ? {} : { approvalId: r.approvalId }),
@@ -399,9 +399,20 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     }
   };
 
+  /**
+   * SHA-256 of a body for evidence, never over an unmasked card number: a plain hash of text whose
+   * only unknown is a PAN's middle digits is reversed by trying the ~10^5 Luhn-valid candidates
+   * (PCI DSS 3.5.1.1 wants a keyed hash for that), and the rest of the text is often known (the
+   * masked content kept in the same events). Where the text still holds one (the policy allowed
+   * it, a refused body, a PAN in a JSON key), the digest is over the text with every card number
+   * masked by the text masker. A full scan of the body: ~1 µs per KB of prose.
+   */
+  const evidenceDigest = (text: string): Buffer => (findPans(text).length > 0 ? sha256(maskPans(text, format).text) : sha256(text));
+
   const admittedFacts = (request: FastifyRequest, a: Admitted): AdmittedFacts => {
     const raw = request.rawBody ?? '';
-    const bodyDigest = sha256(raw);
+    // "After inline masking": the bytes forwarded, the same digest as the forwarded event's.
+    const bodyDigest = evidenceDigest(a.text);
     return {
       bodyBytes: Buffer.byteLength(raw),
       bodyDigest,
@@ -410,7 +421,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       action: a.action,
       ruleIds: a.ruleIds,
       forwardedBytes: Buffer.byteLength(a.text),
-      forwardedDigest: a.text === raw ? bodyDigest : sha256(a.text),
+      forwardedDigest: bodyDigest,
+      // admitModelCall walked the whole body before building a.text, so it may be kept as content.
+      forwardedText: a.text,
     };
   };
 

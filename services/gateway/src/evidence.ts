@@ -4,7 +4,7 @@ import { AUTH_REASON_CODE } from '../../common/src/evidence/auth-reason';
 import type { AuthFailureReason, Principal } from '../../common/src/identity';
 import { systemActor, type EvidenceEmitter } from '../../common/src/evidence/emitter';
 import type { ApprovalEvidence } from '../../common/src/approvals';
-import type { Actor, Correlation, EventType, MaskHit, MaskingSummary, Source, Target, UnchainedEvent } from '../../common/src/events';
+import { containsPan, type Actor, type Correlation, type EventType, type MaskHit, type MaskingSummary, type Source, type Target, type UnchainedEvent } from '../../common/src/events';
 import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
 import type { MaskingAction } from '../../common/src/config';
 import type { LocatedHit } from './mask-json';
@@ -47,6 +47,12 @@ export interface AdmittedFacts {
   ruleIds: string[];
   forwardedBytes: number;
   forwardedDigest: Buffer;
+  /**
+   * The forwarded body as text (the bytes behind forwardedDigest), given only when the masker walked
+   * the whole body; the recorder decides whether it is kept as gateway.request.received's content
+   * (see requestContent). Absent, the event's content is null.
+   */
+  forwardedText?: string;
 }
 
 /** The approval that lets a request through: its approval.released evidence, and whether the request was held (its receipt already recorded). */
@@ -71,8 +77,30 @@ export interface ResponseFacts {
   ttfbUs: number | null;
 }
 
-const MAX_CONTENT_CHARS = 256 * 1024;
+/**
+ * The most content an event keeps, per message (request or response body), in UTF-16 characters:
+ * evidence of a prompt or an answer, not an archive of pasted documents. A longer body keeps only its
+ * digest and size, so one event stays far below a Kafka message limit and the encode cost is bounded.
+ */
+export const MAX_CONTENT_CHARS = 256 * 1024;
 
+/**
+ * What gateway.request.received keeps as `content`: exactly the forwarded body, or null.
+ *
+ * Kept only when no card number went through unmasked (no hit, or every hit masked) — the same rule
+ * as response content — and the body fits MAX_CONTENT_CHARS. The last check asks the encoder's own
+ * PAN guard, a last line behind the masker (which scans keys and values): should the guard still find
+ * a card number, it would refuse the whole batch (event_pan_detected) and the
+ * request would fail closed only because content was kept. Dropping the content instead keeps the
+ * admission exactly as it was before content existed. The guard's prefilter is a native regular
+ * expression, so this costs microseconds on an ordinary prompt.
+ */
+export function requestContent(req: Pick<AdmittedFacts, 'hits' | 'action' | 'forwardedText'>): string | null {
+  const text = req.forwardedText;
+  if (text === undefined || text.length > MAX_CONTENT_CHARS) return null;
+  if (req.hits.length > 0 && req.action !== 'mask') return null;
+  return containsPan(text) ? null : text;
+}
 
 
 export class GatewayRecorder {
@@ -108,7 +136,7 @@ export class GatewayRecorder {
     const decision = req.hits.length > 0 && req.action === 'mask' ? 'mask' : 'allow';
     // A held request's receipt and hold decision were recorded when it was held.
     if (!approval?.held) {
-      events.push(this.received(f, p, req, 'success', null));
+      events.push(this.received(f, p, req, 'success', null, requestContent(req)));
       events.push(this.decided(p, decision, req.ruleIds, null, approval?.approvalId ?? null));
     }
     if (approval) events.push(this.approval(p, approval.evidence));
@@ -133,7 +161,7 @@ export class GatewayRecorder {
   async held(f: ExchangeFacts, req: AdmittedFacts, ruleId: string, requested: ApprovalEvidence): Promise<void> {
     const p = envelope(f);
     await this.emitter.emit(
-      [this.received(f, p, req, 'success', null), this.decided(p, 'hold', [...req.ruleIds, ruleId], 'approval required', requested.payload.approvalId), this.approval(p, requested)],
+      [this.received(f, p, req, 'success', null, requestContent(req)), this.decided(p, 'hold', [...req.ruleIds, ruleId], 'approval required', requested.payload.approvalId), this.approval(p, requested)],
       f.sessionId,
     );
   }
@@ -144,7 +172,7 @@ export class GatewayRecorder {
   ): Promise<void> {
     const p = envelope(f);
     const events: UnchainedEvent<EventType>[] = [];
-    if (r.direction === 'request' && !r.held) events.push(this.received(f, p, { ...r, action: 'block' }, 'failure', r.status));
+    if (r.direction === 'request' && !r.held) events.push(this.received(f, p, { ...r, action: 'block' }, 'failure', r.status, null));
     if (r.also) events.push(this.approval(p, r.also));
     events.push(this.decided(p, 'deny', [r.ruleId], r.reason, r.approvalId ?? null));
     if (r.hits.length > 0) events.push(this.masked(p, r.direction, r.hits, 'block', r.bodyDigest, null));
@@ -208,6 +236,8 @@ export class GatewayRecorder {
     req: { bodyBytes: number; bodyDigest: Buffer; contentType: string | null; hits: LocatedHit[]; action: MaskingAction },
     result: 'success' | 'failure',
     status: number | null,
+    // Null for a refused request: it was never forwarded, and it may hold the card number it was refused for.
+    content: string | null,
   ) {
     return this.emitter.build('gateway.request.received', {
       actor: p.actor,
@@ -215,7 +245,7 @@ export class GatewayRecorder {
       target: p.target,
       outcome: { result, status, reason: null },
       correlation: p.correlation,
-      payload: { method: f.method, route: f.route, model: f.model ?? null, stream: f.stream, contentType: req.contentType, bodyBytes: req.bodyBytes, bodyDigest: req.bodyDigest, masking: summary('request', req.hits, req.action) },
+      payload: { method: f.method, route: f.route, model: f.model ?? null, stream: f.stream, contentType: req.contentType, bodyBytes: req.bodyBytes, bodyDigest: req.bodyDigest, masking: summary('request', req.hits, req.action), content },
     });
   }
 

@@ -3,8 +3,8 @@ import { findPans, maskPans, type PanHit, type PanMaskFormat } from '../../commo
 /**
  * Masks card numbers in a parsed JSON request or response body, in place.
  *
- * Every string anywhere in the body is scanned (messages, system, tool results, tool inputs, documents),
- * not a list of known fields: a new content type must not become a way around masking. Skipped are
+ * Every string anywhere in the body, object keys included, is scanned (messages, system, tool results,
+ * tool inputs, documents), not a list of known fields: a new content type must not become a way around masking. Skipped are
  * only opaque blobs whose alteration would break the exchange and that carry no readable text: thinking
  * block signatures and base64/encrypted `data`. Integers that look like a PAN (13–19 digits) are
  * replaced by the masked string, since a masked PAN cannot be a JSON number.
@@ -83,7 +83,7 @@ function visit(w: Walk, value: unknown): unknown {
     return value;
   }
   if (value !== null && typeof value === 'object') {
-    const obj = value as Record<string, unknown>;
+    const obj = maskKeys(w, value as Record<string, unknown>);
     for (const key in obj) {
       if (!Object.hasOwn(obj, key) || isOpaque(key, obj)) continue;
       const v = obj[key];
@@ -93,7 +93,36 @@ function visit(w: Walk, value: unknown): unknown {
       if (out !== v) obj[key] = out;
       w.path.pop();
     }
-    return value;
+    return obj;
   }
   return value;
 }
+
+/**
+ * Object keys are text too (tool input schemas and tool inputs have caller-chosen property names):
+ * a card number there is found and, when rewriting, the key is renamed to its masked form. The
+ * location names the object and `{key}`, never the key itself.
+ */
+function maskKeys(w: Walk, obj: Record<string, unknown>): Record<string, unknown> {
+  let renamed: Map<string, string> | undefined;
+  for (const key in obj) {
+    if (key.length < MIN_PAN_KEY_CHARS || !Object.hasOwn(obj, key) || !DIGIT.test(key)) continue;
+    w.path.push('{key}');
+    const masked = scanString(w, key);
+    w.path.pop();
+    if (masked !== key) (renamed ??= new Map()).set(key, masked);
+  }
+  if (renamed === undefined || !w.opts.rewrite) return obj;
+  // In place (the root object is the caller's): a renamed key moves to the end, which JSON object
+  // semantics ignore.
+  for (const [key, masked] of renamed) {
+    const v = obj[key];
+    delete obj[key];
+    obj[masked] = v;
+  }
+  return obj;
+}
+
+/** The shortest key that can hold a PAN (13 digits); shorter keys are not scanned. */
+const MIN_PAN_KEY_CHARS = 13;
+const DIGIT = /\d/;

@@ -20,7 +20,7 @@ import { SAMPLE_PARTS } from '../../common/src/events/fixtures';
 import { DEFAULT_CADENCE, InMemoryKeyStore, Keyring, sha256 } from '../../common/src/integrity';
 import { MemoryEventLog, type ConsumedRecord } from '../../common/src/log';
 import { dlpPolicySchema } from '../../common/src/dlp/index';
-import { DLP_ACTOR, DlpProcessor, type DlpProcessorOptions } from './dlp-processor';
+import { CONTENT_FIELDS, DLP_ACTOR, DlpProcessor, type DlpProcessorOptions } from './dlp-processor';
 
 const logger = pino({ level: 'silent' });
 const AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
@@ -85,6 +85,37 @@ async function respond(r: Rig, content: string, session = 'sess-1'): Promise<str
         ...parts,
         correlation: { sessionId: session, requestId: `req-${n}`, upstreamRequestId: null },
         payload: { ...parts.payload, stream: false, content, contentBytes: Buffer.byteLength(content), contentDigest: Buffer.from(sha256(Buffer.from(content))) },
+      }),
+    ],
+    session,
+  );
+  return e!.metadata.eventId;
+}
+
+/**
+ * A Messages API request body as gateway.request.received v2 keeps it (`content`: the forwarded body,
+ * PAN already masked inline): a system prompt and one user turn of text blocks.
+ */
+function requestBody(blocks: string[]): string {
+  return JSON.stringify({
+    model: 'claude-sonnet-4-5',
+    max_tokens: 1024,
+    system: 'You are a deployment assistant.',
+    messages: [{ role: 'user', content: blocks.map((text) => ({ type: 'text', text })) }],
+  });
+}
+
+/** A gateway.request.received (version 2, with content), durably on the log; returns its id. */
+async function receive(r: Rig, content: string | null, session = 'sess-1'): Promise<string> {
+  n++;
+  const { tenantId: _t, ...parts } = SAMPLE_PARTS['gateway.request.received'];
+  const bytes = content === null ? 0 : Buffer.byteLength(content);
+  const [e] = await r.gateway.emit(
+    [
+      r.gateway.build('gateway.request.received', {
+        ...parts,
+        correlation: { sessionId: session, requestId: `req-${n}`, upstreamRequestId: null },
+        payload: { ...parts.payload, stream: false, content, bodyBytes: bytes, bodyDigest: Buffer.from(sha256(Buffer.from(content ?? ''))) },
       }),
     ],
     session,
@@ -278,6 +309,77 @@ describe('dlp processor', () => {
     expect(opened).toHaveLength(2);
     expect(opened[1]!.findingId).not.toBe(first.findingId);
     expect(ofType(byDlp(decoded(await records(r.log))), 'finding.updated')).toHaveLength(0);
+  });
+
+  it('request side: a secret in the prompt of a v2 gateway.request.received is found; data.masked derived with direction request, finding opened', async () => {
+    // One content field per event type (the processor looks fields up by type).
+    expect(new Set(CONTENT_FIELDS.map((c) => c.type)).size).toBe(CONTENT_FIELDS.length);
+    expect(CONTENT_FIELDS).toContainEqual({ type: 'gateway.request.received', field: 'content', direction: 'request' });
+    const r = await setup();
+    const p = await processor(r);
+    await p.start();
+    // The gateway already masked the PAN; the AWS secret key and the CVV it cannot know about.
+    const leakyId = await receive(r, requestBody(['Refund card 411111******1111 please.', `Then deploy with aws_secret_access_key = ${AWS_SECRET}, ${CVV_TEXT}.`]));
+    await receive(r, requestBody(['Summarise the refund policy for card 411111******1111.']));
+    // Content not kept (over the cap, a refused request): nothing to scan, nothing derived.
+    await receive(r, null);
+    await p.idle();
+
+    const rs = await records(r.log);
+    const evs = decoded(rs);
+    const mine = byDlp(evs);
+    expect(mine.map((e) => e.metadata.type).sort()).toEqual(['data.masked', 'finding.opened', 'finding.opened']);
+
+    const masked = ofType(mine, 'data.masked')[0]! as AnyAttestEvent & { payload: PayloadOf<'data.masked'> };
+    const originalRecord = rs.find((x) => decodeEvent(x.value).event.metadata.eventId === leakyId)!;
+    expect(masked.payload.subjectEventId).toBe(leakyId);
+    expect(Buffer.from(masked.payload.originalDigest!).equals(Buffer.from(sha256(originalRecord.value)))).toBe(true);
+    expect(masked.payload.hits.map((h) => [h.ruleId, h.direction, h.location.jsonPath])).toEqual([
+      ['dlp.secret.aws_secret_key', 'request', '$.messages[0].content[1].text'],
+      ['dlp.cvv', 'request', '$.messages[0].content[1].text'],
+    ]);
+    const original = evs.find((e) => e.metadata.eventId === leakyId)!;
+    expect(masked.actor).toEqual(original.actor);
+    expect(masked.correlation).toEqual(original.correlation);
+
+    const opened = ofType(mine, 'finding.opened').map((e) => e.payload as PayloadOf<'finding.opened'>);
+    expect(opened.map((o) => o.detectorId).sort()).toEqual(['dlp.cvv', 'dlp.secret.aws_secret_key']);
+    for (const o of opened) {
+      expect(o).toMatchObject({ category: 'data_security', relatedEventIds: [leakyId] });
+      expect(o.location).toContain(`log:gateway.request.received.payload.content event ${leakyId} $.messages[0].content[1].text`);
+    }
+
+    // The original request event holds the secret (that is what was sent); nothing the processor wrote does.
+    expect(Buffer.from(originalRecord.value).includes(AWS_SECRET)).toBe(true);
+    for (const x of rs.filter((y) => decodeEvent(y.value).event.metadata.producer === 'dlp-test')) {
+      expect(Buffer.from(x.value).includes(AWS_SECRET.slice(0, 20))).toBe(false);
+      expect(Buffer.from(x.value).includes(CVV_TEXT)).toBe(false);
+    }
+    // The null-content event is decoded but not scanned.
+    expect(p.stats).toMatchObject({ scanned: 2, derived: 1, findingsOpened: 2, failedRecords: 0, undecodable: 0 });
+    expect(committed(r)).toBe(await ends(r));
+
+    // The same secret in the next turn's request (the conversation is resent) and in the answer:
+    // each event gets its own data.masked, the open case is updated, not opened again.
+    const resent = await receive(r, requestBody([`Then deploy with aws_secret_access_key = ${AWS_SECRET}`, 'Done?']));
+    const answered = await respond(r, body([`Deployed with aws_secret_access_key = ${AWS_SECRET}.`]));
+    await p.idle();
+    const after = byDlp(decoded(await records(r.log)));
+    expect(ofType(after, 'finding.opened')).toHaveLength(2);
+    const secretCase = opened.find((o) => o.detectorId === 'dlp.secret.aws_secret_key')!.findingId;
+    expect(ofType(after, 'finding.updated').map((e) => e.payload as PayloadOf<'finding.updated'>).map((u) => [u.findingId, u.relatedEventIds])).toEqual([
+      [secretCase, [resent]],
+      [secretCase, [answered]],
+    ]);
+    const derivedDirections = ofType(after, 'data.masked').map((e) => {
+      const pl = e.payload as PayloadOf<'data.masked'>;
+      return [pl.subjectEventId, [...new Set(pl.hits.map((h) => h.direction))]];
+    });
+    expect(derivedDirections).toEqual([
+      [leakyId, ['request']],
+      [resent, ['request']],
+      [answered, ['response']],
+    ]);
   });
 
   it('throughput through the shell on the memory log', async () => {

@@ -9,11 +9,17 @@
  *     │                                              emitter.emit(outputs, record key)   (durable)
  *     └──────── commit(positionsAfter(batch)) only after the outputs are durable
  *
- * What it scans (CONTENT_FIELDS): `gateway.response.completed` payload.content (the delivered,
- * gateway-masked response body: JSON, or SSE text) and `db.query.executed` payload.statement (the
- * masked SQL text). Those are the only string content fields of the event schemas. A body that parses
- * as a JSON object or array is scanned as JSON (paths like `$.content[0].text`, so a drop removes one
+ * What it scans (CONTENT_FIELDS, one field per event type): `gateway.request.received` payload.content
+ * (version 2+: the forwarded, gateway-masked request body, so the prompt, system text and tool
+ * results a caller sent), `gateway.response.completed` payload.content (the delivered, gateway-masked
+ * response body: JSON, or SSE text) and `db.query.executed` payload.statement (the masked SQL text).
+ * Those are the only string content fields of the event schemas. Content that is null (not kept, or
+ * an event written before the field existed) is skipped. A body that parses as a JSON object or array
+ * is scanned as JSON (paths like `$.messages[0].content`, `$.content[0].text`, so a drop removes one
  * text block, not the whole body); anything else (SSE, plain text, SQL) as one string at path `$`.
+ * A request body holds the whole conversation so far, so a secret pasted in turn 1 is in every later
+ * request event too: each one derives its own data.masked (that event holds it), and the finding of
+ * the first sighting is updated (one case per value and source), not opened again.
  *
  * What it writes, when the engine changes the content (it redacts more than the gateway did):
  *   - `data.masked`, payload from deriveProvenance: subjectEventId = the original event's id,
@@ -108,10 +114,12 @@ export interface ContentField {
 
 /** The string content fields of the event schemas (types.generated.ts). */
 export const CONTENT_FIELDS: readonly ContentField[] = [
+  { type: 'gateway.request.received', field: 'content', direction: 'request' },
   { type: 'gateway.response.completed', field: 'content', direction: 'response' },
   { type: 'db.query.executed', field: 'statement', direction: 'request' },
 ];
 
+// Keyed by type: #handle scans one field per event, so a type may appear once (the int test checks it).
 const CONTENT_BY_TYPE: ReadonlyMap<string, ContentField> = new Map(CONTENT_FIELDS.map((c) => [c.type, c]));
 /** Types the main loop decodes (anything else is skipped on its `type` header). */
 const HANDLED_TYPES: ReadonlySet<string> = new Set([...CONTENT_BY_TYPE.keys(), 'finding.closed']);
@@ -296,6 +304,7 @@ export class DlpProcessor {
       logger: opts.logger,
       retry: opts.retry,
       now: this.#now,
+      settle: () => this.#o.emitter.settle(),
       rebuild: () => this.#rebuild(),
       step: () => this.#step(),
       closeConsumer: () => this.#closeConsumer(),

@@ -57,7 +57,7 @@ export const EVENT_CATALOG: { readonly [K in EventType]: CatalogEntry } = {
   'session.ended': { code: 'AS1002', version: 1 },
   'auth.succeeded': { code: 'AA1001', version: 1 },
   'auth.failed': { code: 'AA2001', version: 1 },
-  'gateway.request.received': { code: 'AG1001', version: 1 },
+  'gateway.request.received': { code: 'AG1001', version: 2 },
   'gateway.request.forwarded': { code: 'AG1002', version: 1 },
   'gateway.response.completed': { code: 'AG1003', version: 1 },
   'gateway.request.blocked': { code: 'AG2001', version: 1 },

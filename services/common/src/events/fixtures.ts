@@ -165,6 +165,7 @@ export const SAMPLE_PARTS: { readonly [K in EventType]: EventParts<K> } = {
       bodyBytes: 2_481,
       bodyDigest: digest('request body after masking'),
       masking: panHits,
+      content: '{"model":"claude-sonnet-4-5","max_tokens":1024,"stream":true,"messages":[{"role":"user","content":"Why was the card 411111******1111 declined?"}]}',
     },
   },
   'policy.decided': {

@@ -42,6 +42,16 @@ describe('golden fixtures', () => {
     }
   });
 
+  it('gateway.request.received v1 (before content existed) decodes with content null; v2 keeps it', () => {
+    const v1 = fixtures.find((f) => f.type === 'gateway.request.received' && f.version === 1);
+    const v2 = fixtures.find((f) => f.type === 'gateway.request.received' && f.version === 2);
+    if (v1 === undefined || v2 === undefined) throw new Error('gateway.request.received v1 and v2 fixtures are committed');
+    const old = codec.decodeAs('gateway.request.received', v1.bytes);
+    expect(old.payload.content).toBeNull();
+    expect(old.payload.bodyDigest).toHaveLength(32);
+    expect(codec.decodeAs('gateway.request.received', v2.bytes).payload.content).toContain('411111******1111');
+  });
+
   it('the .json files are formatted as the generator writes them', () => {
     for (const f of fixtures) expect(readFileSync(f.jsonPath, 'utf8')).toBe(formatJson(f.document as unknown as JsonValue));
   });

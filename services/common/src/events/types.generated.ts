@@ -285,12 +285,21 @@ export interface GatewayRequestReceivedPayload {
   /** Size of the request body as received, in bytes. */
   readonly bodyBytes: number;
   /**
-   * SHA-256 of the request body after inline masking (the bytes that would be forwarded), never of
-   * the raw body.
+   * SHA-256 of the request body after inline masking (the bytes forwarded), never of the raw body;
+   * where those bytes still hold a card number (a hit the policy allows, a refused body), of the
+   * body with every card number masked by the text masker.
    */
   readonly bodyDigest: Sha256;
   /** What inline masking did to the request. */
   readonly masking: MaskingSummary;
+  /**
+   * The request body after inline masking, as text: exactly the bytes forwarded upstream, whose
+   * SHA-256 is gateway.request.forwarded's bodyDigest. Null when it is not kept: the body is over
+   * 262144 UTF-16 characters, was not walked by the masker (a request refused before masking), or
+   * would still hold a card number (a hit the policy allows, a request blocked for card data, or
+   * one the encoder's guard still finds); always null in events written before version 2.
+   */
+  readonly content: string | null;
 }
 
 /**
@@ -381,7 +390,11 @@ export interface GatewayRequestForwardedPayload {
   readonly masked: boolean;
   /** Size of the forwarded body, in bytes. */
   readonly bodyBytes: number;
-  /** SHA-256 of the forwarded (masked) body. */
+  /**
+   * SHA-256 of the forwarded (masked) body; where it still holds a card number the policy allows,
+   * of the body with every card number masked by the text masker (never an unkeyed hash over a
+   * PAN).
+   */
   readonly bodyDigest: Sha256;
 }
 
@@ -1098,7 +1111,7 @@ export const RECORD_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'dev.attest.events.AuthFailed': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'auth.failed'>>),
   'dev.attest.events.AuthFailedPayload': Object.keys({ method: true, reasonCode: true, claimsVerified: true, amr: true, acr: true, tokenId: true } satisfies FieldSet<AuthFailedPayload>),
   'dev.attest.events.GatewayRequestReceived': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'gateway.request.received'>>),
-  'dev.attest.events.GatewayRequestReceivedPayload': Object.keys({ method: true, route: true, model: true, stream: true, contentType: true, bodyBytes: true, bodyDigest: true, masking: true } satisfies FieldSet<GatewayRequestReceivedPayload>),
+  'dev.attest.events.GatewayRequestReceivedPayload': Object.keys({ method: true, route: true, model: true, stream: true, contentType: true, bodyBytes: true, bodyDigest: true, masking: true, content: true } satisfies FieldSet<GatewayRequestReceivedPayload>),
   'dev.attest.events.MaskingSummary': Object.keys({ cardDataPresent: true, totalHits: true, stats: true } satisfies FieldSet<MaskingSummary>),
   'dev.attest.events.MaskingStat': Object.keys({ ruleId: true, direction: true, action: true, hits: true } satisfies FieldSet<MaskingStat>),
   'dev.attest.events.PolicyDecided': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'policy.decided'>>),

@@ -383,7 +383,7 @@ export function* generateEvents(opts: GenerateOptions): Generator<GeneratedEvent
         ...common,
         outcome: ok,
         correlation: corr,
-        payload: { method: 'POST', route: '/v1/messages', model: s.target.model, stream: rand() < 0.7, contentType: 'application/json', bodyBytes: 500 + Math.floor(rand() * 8000), bodyDigest: Buffer.from(sha256(Buffer.from(requestId))), masking },
+        payload: { method: 'POST', route: '/v1/messages', model: s.target.model, stream: rand() < 0.7, contentType: 'application/json', bodyBytes: 500 + Math.floor(rand() * 8000), bodyDigest: Buffer.from(sha256(Buffer.from(requestId))), masking, content: null },
       },
       s.gateway,
     );

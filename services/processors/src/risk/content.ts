@@ -9,10 +9,13 @@
  *                               MCP, code execution: block types ending in `tool_result`) arrive
  *                               here, and they are the untrusted text indirect injection hides in.
  *   db.query.executed           `statement` (masked SQL).
- *   gateway.request.received    no content field yet (v1 keeps only the body digest). When a
- *                               `content` string (the masked request body) is added, prompts and
- *                               client tool results (`tool_result` blocks in user turns) are read
- *                               from it with no change here.
+ *   gateway.request.received    `content` (version 2+): the forwarded request body after inline
+ *                               masking, a Messages API JSON object. Prompts (text of user turns)
+ *                               and client tool results (`tool_result` blocks in user turns: what
+ *                               the agent's own tools fetched, the other place indirect injection
+ *                               hides) are read from it. Null when the gateway did not keep it
+ *                               (over 256 Ki characters, a refused request, a card number it did
+ *                               not mask) and in version 1 events (decoded with the default null).
  *
  * Nothing read here is ever copied into an output event: signals name the policy phrase or marker
  * that matched, never the text around it.
@@ -47,7 +50,7 @@ export function textsOfEvent(event: { readonly metadata: { readonly type: string
       return content === null ? [] : textsOfResponseBody(content, maxChars);
     }
     case 'gateway.request.received': {
-      // Forward-compatible read of a future `content` field (see the header); v1 events have none.
+      // v1 events decode with content null; the typeof check also covers an event built by hand without it.
       const content = (event.payload as { content?: unknown }).content;
       return typeof content === 'string' ? textsOfRequestBody(content, maxChars) : [];
     }
