@@ -16,12 +16,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import type { JWK } from 'jose';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkpointFile, EvidenceEmitter } from '../services/common/src/evidence/emitter';
+import { checkpointFile, EvidenceEmitter, memoryCheckpoints, systemActor } from '../services/common/src/evidence/emitter';
 import { openEvidence, type EvidenceRuntime } from '../services/common/src/evidence/producer';
 import { decodeEvent, encodeEvent, type AnyAttestEvent, type AttestEvent } from '../services/common/src/events';
 import { createTokenVerifier, DevIssuer, type TokenVerifier } from '../services/common/src/identity';
+import { InMemoryKeyStore, Keyring } from '../services/common/src/integrity';
 import { FileEventLog, MemoryEventLog } from '../services/common/src/log';
 import { ChdbEvidenceStore, EVIDENCE_QUERIES, toStoredEvent } from '../services/common/src/store';
 import { buildConsole } from '../services/console/src/app';
@@ -65,6 +67,8 @@ async function readLog(): Promise<{ bytes: Uint8Array; event: AnyAttestEvent }[]
 }
 
 let insertRound = 0;
+/** Public keys of producers a test adds (published with the console's own). */
+const otherProducerKeys: JWK[] = [];
 /** What the evidence writer does: every record on the log into the store (the store drops repeats). */
 async function syncStore(): Promise<number> {
   const records = await readLog();
@@ -123,7 +127,7 @@ beforeAll(async () => {
   verifier = createTokenVerifier({ issuers: [dev.issuerOptions([AUDIENCE])] });
   auditorToken = await dev.mint({ subject: 'auditor-1', groups: ['qsa', 'auditors'], audience: AUDIENCE, ttlSec: 600 });
   const logger = pino({ level: 'info' }, { write: (s: string) => void logLines.push(s) });
-  app = await buildConsole({ store, verifier, auditorGroups: ['auditors'], emitter: consoleRt.emitter, jwks: () => consoleRt.keyring.jwks(), panKey: consoleRt.panKey, logger, cadence: CADENCE });
+  app = await buildConsole({ store, verifier, auditorGroups: ['auditors'], emitter: consoleRt.emitter, jwks: () => ({ keys: [...consoleRt.keyring.jwks().keys, ...otherProducerKeys] }), panKey: consoleRt.panKey, logger, cadence: CADENCE });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
   url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
@@ -453,6 +457,51 @@ describe('verification of the store (PCI DSS 10.3.4)', () => {
     expect(JSON.parse(j.out())).toMatchObject({ ok: true, findings: [] });
   });
 
+  it('without to=, verifies through the time the store holds every running producer\'s evidence: ingestion lag is not a silence', async () => {
+    type Report = { ok: boolean; findings: { code: string; producer: string }[]; window: { to: string; toBasis?: string } };
+    // A producer whose stored evidence ends two minutes ago (its later checkpoints not ingested yet).
+    let clockUs = Date.now() * 1000 - 120_000_000;
+    const lagLog = new MemoryEventLog();
+    // Its own key, created on its clock (a checkpoint may not predate its key's validity).
+    const lagKeys = await Keyring.open(new InMemoryKeyStore(), { clock: { nowUs: () => clockUs } });
+    await lagKeys.rotate();
+    otherProducerKeys.push(...lagKeys.jwks().keys);
+    const verifyAt = async (path: string): Promise<Report> => {
+      const res = await get(path);
+      expect(res.status).toBe(200);
+      return (await res.json()) as Report;
+    };
+    const lagging = await EvidenceEmitter.open({ log: lagLog, keyring: lagKeys, producerId: 'lagging-test', tenantId: 'acme', checkpoints: memoryCheckpoints(), logger: silent, cadence: CADENCE, clock: { nowUs: () => clockUs } });
+    const storeLagLog = async () => {
+      const c = await lagLog.consumer(`lag-${Math.random()}`, { startFrom: 'earliest' });
+      const rows = (await c.poll(1000, 50)).map((r) => toStoredEvent(decodeEvent(r.value).event as AttestEvent, r.value, createHash('sha256').update(r.value).digest()));
+      await c.close();
+      await store.insertEvents(rows, `test:${++insertRound}`);
+    };
+    await lagging.emit(
+      [lagging.build('config.changed', { actor: systemActor('lagging-test'), source: { address: 'local', userAgent: null }, target: { protocol: 'internal', service: 'attest', resource: 'policy', model: null }, outcome: { result: 'success', status: null, reason: null }, correlation: { sessionId: 'lag', requestId: 'lag-1', upstreamRequestId: null }, payload: { objectKind: 'policy', what: 'policy', change: 'updated', oldVersion: null, newVersion: '2', oldDigest: null, newDigest: null, override: false, summary: null } })],
+      'lag',
+    );
+    await lagging.checkpoint();
+    await storeLagLog();
+
+    const fixed = await verifyAt(`/v1/verify?to=${encodeURIComponent(new Date().toISOString())}`);
+    expect(fixed.findings, 'with to=now the two lagging minutes read as a silence').toContainEqual(expect.objectContaining({ code: 'time_gap', producer: 'lagging-test' }));
+    const dflt = await verifyAt('/v1/verify');
+    expect(dflt.findings).toEqual([]);
+    expect(dflt.ok).toBe(true);
+    expect(Date.parse(dflt.window.to)).toBeLessThan(Date.now() - 100_000);
+    expect(dflt.window.toBasis).toMatch(/latest stored checkpoint of lagging-test/);
+
+    // Stopped cleanly, it no longer holds the window back.
+    clockUs += 1_000;
+    await lagging.close();
+    await storeLagLog();
+    const after = await verifyAt('/v1/verify');
+    expect(after.findings).toEqual([]);
+    expect(after.window.toBasis ?? '').not.toMatch(/lagging-test/);
+  });
+
   // Last: it alters the store.
   it('names exactly the altered event after its stored bytes are changed, and the CLI exits non-zero', async () => {
     const victim = byRequest.get('req_3')!.find((e) => e.metadata.type === 'gateway.request.forwarded')!;
@@ -529,7 +578,7 @@ describe('the attest auditor commands', () => {
     expect(missing.err()).toContain("no events for session 'nope'");
     const keys = io();
     expect(await keysExport([], keys)).toBe(0);
-    expect(JSON.parse(keys.out())).toEqual(consoleRt.keyring.jwks());
+    expect(JSON.parse(keys.out())).toEqual({ keys: [...consoleRt.keyring.jwks().keys, ...otherProducerKeys] });
   });
 
   it('pan-lookup reads the number from stdin only, prints BIN and last four, and refuses it in argv', async () => {

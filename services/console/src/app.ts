@@ -13,6 +13,7 @@ import { verifyEncodedEvents } from '../../common/src/evidence/verify-events';
 import { decodeEvent, type Actor, type EvidenceAccessKind } from '../../common/src/events';
 import { AuthError, type AuthFailureReason, type Principal, type TokenVerifier } from '../../common/src/identity';
 import type { Cadence, Finding, PendingRange } from '../../common/src/integrity';
+import { maxGapUsFor } from '../../common/src/integrity';
 import { luhnValid } from '../../common/src/masking';
 import {
   EVIDENCE_QUERIES,
@@ -309,8 +310,11 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
     auditor.get('/v1/verify', async (request) => {
       const q = readFilters(request.query, ['session', 'subject', 'tenant', 'limit', 'format']);
       const fromUs = q.fromUs ?? 0;
-      const toUs = q.toUs ?? nowUs();
-      const read = await readForVerification(store, q.fromUs === undefined && q.toUs === undefined ? undefined : { fromUs, toUs });
+      // Without `to`, up to where the store is complete, not "now": the writer's ingestion lag
+      // (checkpoints emitted, not stored yet) would otherwise read as every producer falling silent.
+      const through = q.toUs === undefined ? await storedThrough(store, maxGapUsFor(cadence), nowUs()) : undefined;
+      const toUs = Math.max(fromUs, q.toUs ?? through!.toUs);
+      const read = await readForVerification(store, q.fromUs === undefined && through?.everything === true ? undefined : { fromUs, toUs });
       const report = await verifyEncodedEvents(read.records, deps.jwks(), { cadence, storageOrder: true, window: { fromUs, toUs } });
       // Rows that do not even decode are left out of the chain check (which then reports their
       // sequences as deleted) and named here.
@@ -325,7 +329,7 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
       const parameters: Record<string, string> = { ...(q.filters.from === undefined ? {} : { from: isoOfUs(fromUs) }), ...(q.filters.to === undefined ? {} : { to: isoOfUs(toUs) }) };
       const out = {
         ok: report.ok && undecodable.length === 0,
-        window: { from: isoOfUs(fromUs), to: isoOfUs(toUs) },
+        window: { from: isoOfUs(fromUs), to: isoOfUs(toUs), ...(through === undefined ? {} : { toBasis: through.basis }) },
         findings: [...undecodable, ...report.findings.map(findingJson)],
         pending: report.pending as readonly PendingRange[],
         stats: report.stats,
@@ -546,6 +550,38 @@ function findingJson(f: Finding) {
     ...(f.checkpoint === undefined ? {} : { checkpoint: f.checkpoint }),
     ...(f.timeUs === undefined ? {} : { time: { from: isoOfUs(f.timeUs.from), to: isoOfUs(f.timeUs.to) } }),
     ...(f.confirmed === undefined ? {} : { confirmed: f.confirmed }),
+  };
+}
+
+/** A producer whose last stored checkpoint is this many max gaps older than the newest is taken as stopped. */
+const STOPPED_AFTER_GAPS = 10;
+
+/**
+ * Where a verification without `to` ends: the time through which the store holds every live
+ * producer's evidence, i.e. the oldest "latest stored checkpoint" among producers whose epoch is
+ * open and that checkpointed recently. A producer that closed its epoch, or whose last stored
+ * checkpoint is more than STOPPED_AFTER_GAPS max gaps older than the newest one, has stopped: it does
+ * not hold the window back, and its silence is reported. `everything`: no producer lags, so the
+ * whole store can be read without a window.
+ */
+export async function storedThrough(store: EvidenceStore, maxGapUs: number, nowUs: number): Promise<{ toUs: number; basis: string; everything: boolean }> {
+  const r = await store.query(
+    `SELECT JSONExtractString(payload, 'producer') AS p, max(JSONExtractInt(payload, 'toTimeUs')) AS last,
+            argMax(JSONExtractBool(payload, 'closed'), JSONExtractInt(payload, 'toTimeUs')) AS closed
+     FROM events WHERE type = 'integrity.checkpoint' GROUP BY p`,
+    {},
+    { maxRows: 100_000 },
+  );
+  const producers = r.rows.map((row) => ({ producer: String(row[0]), lastUs: Number(row[1]), closed: Number(row[2]) === 1 || row[2] === true }));
+  if (producers.length === 0) return { toUs: nowUs, basis: 'no checkpoint is stored yet: verified up to now', everything: true };
+  const newest = Math.max(...producers.map((p) => p.lastUs));
+  const live = producers.filter((p) => !p.closed && newest - p.lastUs <= STOPPED_AFTER_GAPS * maxGapUs);
+  if (live.length === 0) return { toUs: nowUs, basis: 'every producer has stopped: verified up to now', everything: true };
+  const oldest = live.reduce((a, b) => (b.lastUs < a.lastUs ? b : a));
+  return {
+    toUs: Math.min(oldest.lastUs, nowUs),
+    basis: `the store holds every running producer's evidence through this time (the latest stored checkpoint of ${oldest.producer}); later events are still being ingested. Pass to= to verify a fixed window`,
+    everything: false,
   };
 }
 
