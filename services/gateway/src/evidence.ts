@@ -278,7 +278,7 @@ export class GatewayRecorder {
       target: p.target,
       outcome: { result: 'success', status: null, reason: null },
       correlation: p.correlation,
-      payload: { subjectEventId: null, originalDigest: action === 'mask' ? null : originalDigest, maskedDigest: maskedDigest ?? sha256(''), hits: maskHits },
+      payload: { subjectEventId: null, originalDigest: action === 'mask' ? null : originalDigest, maskedDigest: maskedDigest ?? sha256(''), redactedEventDigest: null, hits: maskHits },
     });
   }
 }

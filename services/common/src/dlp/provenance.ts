@@ -96,13 +96,20 @@ export function maskHits(findings: readonly DlpFinding[], direction: Direction):
  * The derived-content record for one scanned content, or null when the pass changed nothing (then no
  * event is written: the gateway's masking already covered everything).
  */
-export function deriveProvenance(original: OriginalEventRef, result: DlpJsonResult, direction: Direction): DerivedContent | null {
+export function deriveProvenance(
+  original: OriginalEventRef,
+  result: DlpJsonResult,
+  direction: Direction,
+  /** SHA-256 of the redacted event the store keeps instead of the original (see data.masked's redactedEventDigest). */
+  redactedEventDigest: Buffer | null = null,
+): DerivedContent | null {
   if (result.changes.length === 0) return null;
   return {
     payload: {
       subjectEventId: original.eventId,
       originalDigest: Buffer.from(original.eventHash),
       maskedDigest: hash('sha256', canonicalJson(result.value), 'buffer'),
+      redactedEventDigest,
       hits: maskHits(result.findings, direction),
     },
     rules: result.applied,

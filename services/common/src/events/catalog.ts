@@ -62,7 +62,7 @@ export const EVENT_CATALOG: { readonly [K in EventType]: CatalogEntry } = {
   'gateway.response.completed': { code: 'AG1003', version: 1 },
   'gateway.request.blocked': { code: 'AG2001', version: 1 },
   'policy.decided': { code: 'AP1001', version: 1 },
-  'data.masked': { code: 'AM1001', version: 1 },
+  'data.masked': { code: 'AM1001', version: 2 },
   'approval.requested': { code: 'AV1001', version: 2 },
   'approval.decided': { code: 'AV1002', version: 1 },
   'approval.released': { code: 'AV1003', version: 1 },

@@ -238,9 +238,10 @@ export const SAMPLE_PARTS: { readonly [K in EventType]: EventParts<K> } = {
     outcome: okInternal,
     correlation: request,
     payload: {
-      subjectEventId: null,
-      originalDigest: null,
+      subjectEventId: '01963e3c-8f2a-7b41-9c3d-5a6b7c8d9e0f',
+      originalDigest: digest('the subject event as the gateway chained it'),
       maskedDigest: digest('request body after masking'),
+      redactedEventDigest: digest('the subject event with its content redacted'),
       hits: [
         {
           ruleId: 'builtin.pan',

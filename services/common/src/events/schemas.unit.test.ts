@@ -161,11 +161,11 @@ describe('the generator', () => {
 
   it('rewrites a deleted fixture byte for byte (samples are deterministic)', () => {
     const s = scratch();
-    rmSync(join(s.fixtures, 'data.masked'), { recursive: true });
+    rmSync(join(s.fixtures, 'audit.stopped'), { recursive: true });
     const { written } = regenerate({ schemaRoot: s.schemas, fixtureRoot: s.fixtures, docsPath: s.docs, typesPath: s.types });
-    expect(written).toEqual([join(s.fixtures, 'data.masked', 'v1.bin'), join(s.fixtures, 'data.masked', 'v1.json')]);
+    expect(written).toEqual([join(s.fixtures, 'audit.stopped', 'v1.bin'), join(s.fixtures, 'audit.stopped', 'v1.json')]);
     for (const file of ['v1.bin', 'v1.json']) {
-      expect(readFileSync(join(s.fixtures, 'data.masked', file))).toEqual(readFileSync(join(DEFAULT_FIXTURE_ROOT, 'data.masked', file)));
+      expect(readFileSync(join(s.fixtures, 'audit.stopped', file))).toEqual(readFileSync(join(DEFAULT_FIXTURE_ROOT, 'audit.stopped', file)));
     }
   });
 

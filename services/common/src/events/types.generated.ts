@@ -479,6 +479,14 @@ export interface DataMaskedPayload {
   readonly originalDigest: Sha256 | null;
   /** SHA-256 of the content after masking. */
   readonly maskedDigest: Sha256;
+  /**
+   * For a derived pass whose result the evidence store keeps instead of the original: SHA-256 of
+   * the redacted event, i.e. the subject event encoded again with its content field replaced by the
+   * redacted content (metadata and chain position unchanged). A verifier accepts a stored event
+   * whose bytes hash to this, in the place of the event whose hash is originalDigest. Null for
+   * inline masking and in events written before version 2.
+   */
+  readonly redactedEventDigest: Sha256 | null;
   /** The hits, in order of appearance. */
   readonly hits: readonly MaskHit[];
 }
@@ -1124,7 +1132,7 @@ export const RECORD_FIELDS: Readonly<Record<string, readonly string[]>> = {
   'dev.attest.events.GatewayResponseCompletedPayload': Object.keys({ upstreamStatus: true, stopReason: true, stream: true, aborted: true, content: true, contentDigest: true, contentBytes: true, masking: true, usage: true, latencyUs: true, timeToFirstByteUs: true } satisfies FieldSet<GatewayResponseCompletedPayload>),
   'dev.attest.events.TokenUsage': Object.keys({ inputTokens: true, outputTokens: true, cacheReadInputTokens: true, cacheCreationInputTokens: true } satisfies FieldSet<TokenUsage>),
   'dev.attest.events.DataMasked': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'data.masked'>>),
-  'dev.attest.events.DataMaskedPayload': Object.keys({ subjectEventId: true, originalDigest: true, maskedDigest: true, hits: true } satisfies FieldSet<DataMaskedPayload>),
+  'dev.attest.events.DataMaskedPayload': Object.keys({ subjectEventId: true, originalDigest: true, maskedDigest: true, redactedEventDigest: true, hits: true } satisfies FieldSet<DataMaskedPayload>),
   'dev.attest.events.MaskHit': Object.keys({ ruleId: true, detector: true, direction: true, location: true, bin: true, last4: true, panHmac: true, panHmacKeyId: true, action: true } satisfies FieldSet<MaskHit>),
   'dev.attest.events.MaskLocation': Object.keys({ jsonPath: true, contentBlockIndex: true, charOffset: true } satisfies FieldSet<MaskLocation>),
   'dev.attest.events.ApprovalRequested': Object.keys({ metadata: true, actor: true, source: true, target: true, outcome: true, correlation: true, payload: true } satisfies FieldSet<AttestEvent<'approval.requested'>>),

@@ -373,7 +373,7 @@ export function* generateEvents(opts: GenerateOptions): Generator<GeneratedEvent
         s.gateway,
       );
       if (card >= 0) {
-        emit('data.masked', { ...common, outcome: okInternal, correlation: corr, payload: { subjectEventId: null, originalDigest: null, maskedDigest: Buffer.from(sha256(Buffer.from(`m${requestId}`))), hits: hits('response') } }, s.gateway);
+        emit('data.masked', { ...common, outcome: okInternal, correlation: corr, payload: { subjectEventId: null, originalDigest: null, redactedEventDigest: null, maskedDigest: Buffer.from(sha256(Buffer.from(`m${requestId}`))), hits: hits('response') } }, s.gateway);
       }
       return;
     }
@@ -410,7 +410,7 @@ export function* generateEvents(opts: GenerateOptions): Generator<GeneratedEvent
       return;
     }
     if (card >= 0) {
-      emit('data.masked', { ...common, outcome: okInternal, correlation: corr, payload: { subjectEventId: null, originalDigest: null, maskedDigest: Buffer.from(sha256(Buffer.from(`m${requestId}`))), hits: hits('request') } }, s.gateway);
+      emit('data.masked', { ...common, outcome: okInternal, correlation: corr, payload: { subjectEventId: null, originalDigest: null, redactedEventDigest: null, maskedDigest: Buffer.from(sha256(Buffer.from(`m${requestId}`))), hits: hits('request') } }, s.gateway);
     }
     emit(
       'gateway.request.forwarded',
