@@ -1,5 +1,5 @@
-import { decodeEvent, type AnyAttestEvent } from '../events';
-import { checkpointFromParts, verifyProducerLog, maxGapUsFor, type Cadence, type SignedCheckpoint, type VerifyEvent, type VerifyReport } from '../integrity';
+import { decodeEvent, type AnyAttestEvent, type PayloadOf } from '../events';
+import { checkpointFromParts, hashEquals, sha256, verifyProducerLog, maxGapUsFor, type Cadence, type Finding, type SignedCheckpoint, type VerifyEvent, type VerifyReport } from '../integrity';
 import type { JSONWebKeySet } from 'jose';
 
 /**
@@ -10,10 +10,39 @@ export interface SplitEvents {
   events: VerifyEvent[];
   checkpoints: SignedCheckpoint[];
   decoded: AnyAttestEvent[];
+  /** Stored redactions to check against their attestations (checkRedactions). */
+  redactions: RedactionClaim[];
 }
 
-export function splitForVerification(records: Iterable<Uint8Array>, opts: { dropIdenticalCopies?: boolean } = {}): SplitEvents {
+/**
+ * A stored event that is not the chained one but a redaction of it (the DLP stage stored it, invariant
+ * 5): the store keeps the original's chain hash and the id of the data.masked event attesting it.
+ */
+export interface RedactedRecord {
+  /** The stored (redacted) event bytes. */
+  readonly bytes: Uint8Array;
+  /** The chain hash of the event these bytes replace (the store's event_hash). */
+  readonly originalHash: Uint8Array;
+  /** Id of the data.masked event that attests the redaction. */
+  readonly redactedBy: string;
+}
+
+/** What a store hands the verifier: an event's bytes, or a redaction of it. */
+export type EvidenceRecord = Uint8Array | RedactedRecord;
+
+export interface RedactionClaim {
+  readonly eventId: string;
+  readonly producer: string;
+  readonly epoch: string;
+  readonly sequence: number;
+  readonly originalHash: Uint8Array;
+  readonly redactedHash: Uint8Array;
+  readonly redactedBy: string;
+}
+
+export function splitForVerification(records: Iterable<EvidenceRecord>, opts: { dropIdenticalCopies?: boolean } = {}): SplitEvents {
   const events: VerifyEvent[] = [];
+  const redactions: RedactionClaim[] = [];
   const checkpoints: SignedCheckpoint[] = [];
   const decoded: AnyAttestEvent[] = [];
   // A log may hold a record twice, byte for byte: an append retried after a lost acknowledgement
@@ -21,7 +50,9 @@ export function splitForVerification(records: Iterable<Uint8Array>, opts: { drop
   // by event id, and so does this when asked: only an identical copy is dropped, a different event
   // under a known id stays and is reported. A store keeps one row per id, so there a copy is a finding.
   const byId = new Map<string, Uint8Array>();
-  for (const bytes of records) {
+  for (const record of records) {
+    const redacted = record instanceof Uint8Array ? undefined : record;
+    const bytes = redacted === undefined ? (record as Uint8Array) : redacted.bytes;
     const d = decodeEvent(bytes);
     const first = byId.get(d.event.metadata.eventId);
     if (opts.dropIdenticalCopies === true && first !== undefined && Buffer.compare(first, bytes) === 0) continue;
@@ -51,16 +82,59 @@ export function splitForVerification(records: Iterable<Uint8Array>, opts: { drop
       continue;
     }
     const m = d.event.metadata;
-    events.push({ eventId: m.eventId, producer: m.producer, epoch: m.producerEpoch ?? '', sequence: m.sequence, prevHash: m.prevHash, timeUs: m.timeUs, bytes });
+    const epoch = m.producerEpoch ?? '';
+    if (redacted !== undefined) {
+      redactions.push({ eventId: m.eventId, producer: m.producer, epoch, sequence: m.sequence, originalHash: redacted.originalHash, redactedHash: sha256(bytes), redactedBy: redacted.redactedBy });
+    }
+    events.push({ eventId: m.eventId, producer: m.producer, epoch, sequence: m.sequence, prevHash: m.prevHash, timeUs: m.timeUs, bytes, ...(redacted === undefined ? {} : { hash: redacted.originalHash }) });
   }
-  return { events, checkpoints, decoded };
+  return { events, checkpoints, decoded, redactions };
+}
+
+/**
+ * Each stored redaction must be attested: a data.masked event (among `decoded`, itself verified
+ * with its producer's chain) naming the event (subjectEventId), the chain hash the store kept
+ * (originalDigest) and exactly the stored bytes (redactedEventDigest). An unattested one is
+ * reported as altered: its bytes are not the chained event's and nothing vouches for them. An
+ * attestation not yet covered by its producer's checkpoint is accepted now and proven (or reported
+ * as inserted) once the checkpoint is due, like any other recent event.
+ */
+export function checkRedactions(claims: readonly RedactionClaim[], decoded: readonly AnyAttestEvent[]): Finding[] {
+  if (claims.length === 0) return [];
+  const byId = new Map<string, AnyAttestEvent>();
+  for (const e of decoded) if (e.metadata.type === 'data.masked') byId.set(e.metadata.eventId, e);
+  const findings: Finding[] = [];
+  for (const c of claims) {
+    const d = byId.get(c.redactedBy);
+    const p = d?.payload as PayloadOf<'data.masked'> | undefined;
+    const problem =
+      p === undefined
+        ? `its attestation ${c.redactedBy} (data.masked) is not in the store`
+        : p.subjectEventId !== c.eventId
+          ? `its attestation ${c.redactedBy} is about event ${p.subjectEventId ?? '(none)'}`
+          : p.originalDigest === null || !hashEquals(p.originalDigest, c.originalHash)
+            ? `its attestation ${c.redactedBy} names another original hash than the one stored`
+            : p.redactedEventDigest === null || !hashEquals(p.redactedEventDigest, c.redactedHash)
+              ? `the stored bytes are not the redaction ${c.redactedBy} attests`
+              : undefined;
+    if (problem === undefined) continue;
+    findings.push({
+      code: 'altered',
+      producer: c.producer,
+      epoch: c.epoch,
+      sequences: c.sequence > 0 ? { from: c.sequence, to: c.sequence } : null,
+      eventIds: [c.eventId],
+      detail: `event ${c.eventId} is stored as a redaction, but ${problem}`,
+    });
+  }
+  return findings;
 }
 
 export async function verifyEncodedEvents(
-  records: Iterable<Uint8Array>,
+  records: Iterable<EvidenceRecord>,
   jwks: JSONWebKeySet,
   opts: { cadence: Cadence; window?: { fromUs: number; toUs: number }; storageOrder?: boolean },
-): Promise<VerifyReport & { decoded: AnyAttestEvent[] }> {
+): Promise<VerifyReport & { decoded: AnyAttestEvent[]; redactedEvents: number }> {
   const split = splitForVerification(records, { dropIdenticalCopies: opts.storageOrder !== true });
   const report = await verifyProducerLog(
     {
@@ -74,5 +148,12 @@ export async function verifyEncodedEvents(
     // session), so arrival order is not storage order; only a store read in its own order is.
     { checkOrder: opts.storageOrder === true },
   );
-  return { ...report, decoded: split.decoded };
+  const unattested = checkRedactions(split.redactions, split.decoded);
+  return {
+    ...report,
+    ok: report.ok && unattested.length === 0,
+    findings: [...report.findings, ...unattested],
+    decoded: split.decoded,
+    redactedEvents: split.redactions.length - unattested.length,
+  };
 }

@@ -20,6 +20,8 @@ export const SEGMENT_LINKS_ROOT = 2;
 export interface KernelEvents {
   /** Encoded bytes of event i. */
   bytes(i: number): Uint8Array;
+  /** Event i's chain hash when given instead of hashing its bytes (a stored redaction, see VerifyEvent.hash). */
+  hashOf?(i: number): Uint8Array | undefined;
   /** The array holding event i's prevHash, and the offset of it there. */
   prevArray(i: number): Uint8Array;
   prevOffset(i: number): number;
@@ -50,7 +52,7 @@ export function runKernel(events: KernelEvents, job: KernelJob, out: KernelOutpu
     acc.reset();
     for (let k = start; k < end; k++) {
       const i = order[k]!;
-      hashes.set(sha256(events.bytes(i)), i * 32);
+      hashes.set(events.hashOf?.(i) ?? sha256(events.bytes(i)), i * 32);
       if (kind === SEGMENT_HASH_ONLY) continue;
       if (prevIdx >= 0 && !hashEqualsAt(events.prevArray(i), events.prevOffset(i), hashes, prevIdx * 32)) broken++;
       prevIdx = i;
