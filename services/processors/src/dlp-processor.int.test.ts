@@ -20,7 +20,7 @@ import { SAMPLE_PARTS } from '../../common/src/events/fixtures';
 import { DEFAULT_CADENCE, InMemoryKeyStore, Keyring, sha256 } from '../../common/src/integrity';
 import { MemoryEventLog, type ConsumedRecord } from '../../common/src/log';
 import { dlpPolicySchema } from '../../common/src/dlp/index';
-import { CONTENT_FIELDS, DLP_ACTOR, DlpProcessor, type DlpProcessorOptions } from './dlp-processor';
+import { CONTENT_FIELDS, DLP_ACTOR, DlpProcessor, type ContentRow, type DlpProcessorOptions } from './dlp-processor';
 
 const logger = pino({ level: 'silent' });
 const AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
@@ -380,6 +380,51 @@ describe('dlp processor', () => {
       [resent, ['request']],
       [answered, ['response']],
     ]);
+  });
+
+  it('content stage: stores every content event once, the leaky one as the redacted copy its data.masked attests; the store verifies, even across a failure between the two', async () => {
+    const r = await setup();
+    const stored = new Map<string, ContentRow>();
+    let failNext = true;
+    const p = await processor(r, {
+      storeContent: async (rows) => {
+        // The first store attempt fails after the outputs were durable: the batch is redelivered.
+        if (failNext) {
+          failNext = false;
+          throw new Error('store unavailable');
+        }
+        for (const row of rows) stored.set(row.event.metadata.eventId, row);
+      },
+    });
+    await p.start();
+    const leakyId = await respond(r, LEAKY);
+    const cleanId = await respond(r, CLEAN);
+    await receive(r, null);
+    await expect.poll(() => stored.size, { timeout: 5_000 }).toBe(2);
+    await p.idle();
+    expect(p.stats.contentRedacted).toBe(1);
+
+    const evs = decoded(await records(r.log));
+    const masked = ofType(byDlp(evs), 'data.masked');
+    expect(masked, 'one attestation, not one per delivery').toHaveLength(1);
+    const leaky = stored.get(leakyId)!;
+    expect(leaky.redactedBy).toBe(masked[0]!.metadata.eventId);
+    const text = (leaky.event.payload as PayloadOf<'gateway.response.completed'>).content!;
+    expect(text).not.toContain(AWS_SECRET);
+    expect(text).not.toContain(CVV_TEXT);
+    expect(Buffer.from(leaky.bytes).includes(Buffer.from(AWS_SECRET))).toBe(false);
+    expect(decodeEvent(leaky.bytes).event.metadata).toEqual(evs.find((e) => e.metadata.eventId === leakyId)!.metadata);
+    expect(stored.get(cleanId)!.redactedBy).toBeNull();
+
+    // The store's view (content rows from this stage, the rest as logged) verifies with the redaction.
+    for (const e of [r.gateway, ...r.emitters.slice(1)]) await e.checkpoint();
+    const view = (await records(r.log)).map((x) => {
+      const row = stored.get(decodeEvent(x.value).event.metadata.eventId);
+      return row?.redactedBy ? { bytes: row.bytes, originalHash: row.hash, redactedBy: row.redactedBy } : x.value;
+    });
+    const report = await verifyEncodedEvents(view, r.keyring.jwks(), { cadence: DEFAULT_CADENCE });
+    expect(report.findings).toEqual([]);
+    expect(report.redactedEvents).toBe(1);
   });
 
   it('throughput through the shell on the memory log', async () => {

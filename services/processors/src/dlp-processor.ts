@@ -69,6 +69,7 @@ import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
 import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
 import {
   decodeEvent,
+  encodeEvent,
   type Actor,
   type AnyAttestEvent,
   type Direction,
@@ -76,7 +77,7 @@ import {
   type PayloadOf,
   type UnchainedEvent,
 } from '../../common/src/events';
-import { sha256 } from '../../common/src/integrity';
+import { hashEquals, sha256 } from '../../common/src/integrity';
 import { positionsAfter, type ConsumedRecord, type EventLog, type LogConsumer } from '../../common/src/log';
 import { compileDlpPolicy, deriveProvenance, observe, scanJson, type DataSecurityCase, type DlpKey, type DlpPolicy, type FindingSource, type Json } from '../../common/src/dlp/index';
 import { findingId as caseFindingId, findingKey, MAX_RELATED } from '../../common/src/dlp/findings';
@@ -155,6 +156,35 @@ export interface DlpProcessorOptions {
   readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
   /** Test seam: runs after a batch's outputs are durable, before its commit. */
   readonly beforeCommit?: (records: readonly ConsumedRecord[]) => void | Promise<void>;
+  /**
+   * The content stage of the evidence store: when given, every event with content (isContentEvent)
+   * is stored through this, after its outputs are durable and before its commit, as the original
+   * or, where the engine redacted more than the gateway did, as the attested redacted copy. The
+   * evidence writer then leaves those events to this stage, so content reaches the store only
+   * after DLP (PCI DSS 3.3.1: sensitive authentication data is never stored). Idempotent per
+   * token and event id, like the writer's inserts.
+   */
+  readonly storeContent?: (rows: readonly ContentRow[], dedupToken: string) => Promise<void>;
+}
+
+/** A content event as the DLP stage stores it. */
+export interface ContentRow {
+  /** The event as stored: the original, or its redacted copy (same metadata and chain position). */
+  readonly event: AnyAttestEvent;
+  /** The stored bytes. */
+  readonly bytes: Uint8Array;
+  /** The original's chain hash (what its successor's prevHash names). */
+  readonly hash: Uint8Array;
+  /** The data.masked that attests the redacted copy; null for an original. */
+  readonly redactedBy: string | null;
+}
+
+/** Whether `event` carries content the DLP stage stores (the writer skips it when the stage runs). */
+export function isContentEvent(event: { readonly metadata: { readonly type: string }; readonly payload: unknown }): boolean {
+  const field = CONTENT_BY_TYPE.get(event.metadata.type);
+  if (field === undefined) return false;
+  const text = (event.payload as Record<string, unknown>)[field.field];
+  return typeof text === 'string' && text.length > 0;
 }
 
 export interface DlpProcessorStats {
@@ -165,6 +195,9 @@ export interface DlpProcessorStats {
   scanned: number;
   /** Scanned events the engine changed (a data.masked was derived). */
   derived: number;
+  /** Content events stored by this stage (storeContent), and how many of them as redacted copies. */
+  contentStored: number;
+  contentRedacted: number;
   /** Content events skipped because their outputs are already durable (redelivery, duplicate append). */
   duplicatesSkipped: number;
   undecodable: number;
@@ -264,6 +297,8 @@ export class DlpProcessor {
   #book = new DlpFindingBook();
   /** Original ids whose outputs are durable: the uncommitted stretch at the last rebuild, and this run's. */
   #handled = new Set<string>();
+  /** Original id → the data.masked that redacted it and the redacted event's digest (bounded like #handled). */
+  #derived = new Map<string, { by: string; digest: Uint8Array }>();
   #consumer: LogConsumer | undefined;
   readonly #life: ProcessorLoop;
 
@@ -281,6 +316,8 @@ export class DlpProcessor {
       recordsSeen: 0,
       scanned: 0,
       derived: 0,
+      contentStored: 0,
+      contentRedacted: 0,
       duplicatesSkipped: 0,
       undecodable: 0,
       failedRecords: 0,
@@ -359,6 +396,8 @@ export class DlpProcessor {
 
   async #processBatch(consumer: LogConsumer, records: ConsumedRecord[]): Promise<void> {
     const byKey = new Map<string, UnchainedEvent<EventType>[]>();
+    const rows: ContentRow[] = [];
+    const storing = this.#o.storeContent !== undefined;
     for (const r of records) {
       this.stats.recordsSeen++;
       const t = r.headers['type'];
@@ -375,19 +414,33 @@ export class DlpProcessor {
       const id = event.metadata.eventId;
       if (this.#handled.has(id)) {
         this.stats.duplicatesSkipped++;
-        continue;
+        // Its outputs are durable; its row may not be (a failure between the two): stored again,
+        // idempotently, as the copy its data.masked attests.
+        if (storing && isContentEvent(event)) {
+          const row = this.#storedForm(event, r.value, field);
+          if (row !== undefined) {
+            rows.push(row);
+            continue;
+          }
+          // The policy changed since: the redaction is derived anew below.
+        } else continue;
       }
       let out: UnchainedEvent<EventType>[];
+      let row: ContentRow | undefined;
       try {
-        out = this.#handle(event, r.value, field);
+        ({ out, row } = this.#handle(event, r.value, field));
       } catch (err) {
         this.stats.failedRecords++;
         this.#o.logger.error(
           { code: (err as { code?: string }).code, partition: r.partition, offset: r.offset, eventId: id, type },
-          'dlp: the engine failed on a record; its content was not scanned',
+          'dlp: the engine failed on a record; its content was not scanned and it is stored as received',
         );
+        // Evidence is not dropped for an engine fault: the original is stored (what the gateway
+        // masked inline), and the error above says its deeper scan is missing.
+        if (storing && isContentEvent(event)) rows.push({ event, bytes: r.value, hash: sha256(r.value), redactedBy: null });
         continue;
       }
+      if (storing && row !== undefined) rows.push(row);
       if (out.length === 0) continue;
       // Remembered now (a duplicate later in this batch is skipped); a failed emit rebuilds the set.
       this.#remember(id);
@@ -396,6 +449,12 @@ export class DlpProcessor {
       else list.push(...out);
     }
     await this.#output([...byKey].map(([key, events]) => ({ key, events })));
+    if (rows.length > 0) {
+      // After the attestations are durable (a stored redaction must be provable), before the commit.
+      await this.#o.storeContent!(rows, `${this.group}:${positionsAfter(records).map((p) => `p${p.partition}:${p.nextOffset}`).join(',')}`);
+      this.stats.contentStored += rows.length;
+      this.stats.contentRedacted += rows.filter((r) => r.redactedBy !== null).length;
+    }
     await this.#o.beforeCommit?.(records);
     if (this.#life.stopping && this.#consumer !== consumer) return;
     await consumer.commit(positionsAfter(records));
@@ -404,30 +463,38 @@ export class DlpProcessor {
     this.stats.cases = this.#book.size;
   }
 
-  /** The outputs for one content event (the book advances; the caller must make them durable). */
-  #handle(event: AnyAttestEvent, bytes: Uint8Array, field: ContentField): UnchainedEvent<EventType>[] {
+  /**
+   * The outputs for one content event (the book advances; the caller must make them durable), and
+   * the form it is stored in: the original, or the redacted copy its data.masked attests.
+   */
+  #handle(event: AnyAttestEvent, bytes: Uint8Array, field: ContentField): { out: UnchainedEvent<EventType>[]; row: ContentRow | undefined } {
     const text = (event.payload as unknown as Record<string, unknown>)[field.field];
-    if (typeof text !== 'string' || text.length === 0) return [];
+    if (typeof text !== 'string' || text.length === 0) return { out: [], row: undefined };
     this.stats.scanned++;
     const t0 = performance.now();
-    const result = scanJson(contentValue(text), this.#o.policy, this.#key, '$');
-    const derived = deriveProvenance({ eventId: event.metadata.eventId, eventHash: sha256(bytes) }, result, field.direction);
+    const hash = sha256(bytes);
+    const { result, redacted } = this.#redact(event, text, field);
+    const derived = deriveProvenance({ eventId: event.metadata.eventId, eventHash: hash }, result, field.direction, redacted === undefined ? null : Buffer.from(redacted.digest));
     this.stats.scanMs += performance.now() - t0;
     const out: UnchainedEvent<EventType>[] = [];
     const emitter = this.#o.emitter;
+    let row: ContentRow = { event, bytes, hash, redactedBy: null };
     if (derived !== null) {
       this.stats.derived++;
       for (const h of derived.payload.hits) this.stats.hitsByDetector[h.ruleId] = (this.stats.hitsByDetector[h.ruleId] ?? 0) + 1;
-      out.push(
-        emitter.build('data.masked', {
-          actor: event.actor,
-          source: event.source,
-          target: event.target,
-          outcome: { result: 'success', status: null, reason: null },
-          correlation: event.correlation,
-          payload: derived.payload,
-        }),
-      );
+      const masked = emitter.build('data.masked', {
+        actor: event.actor,
+        source: event.source,
+        target: event.target,
+        outcome: { result: 'success', status: null, reason: null },
+        correlation: event.correlation,
+        payload: derived.payload,
+      });
+      out.push(masked);
+      if (redacted !== undefined) {
+        row = { event: redacted.event, bytes: redacted.bytes, hash, redactedBy: masked.metadata.eventId };
+        this.#rememberDerived(event.metadata.eventId, masked.metadata.eventId, redacted.digest);
+      }
     }
     const src: FindingSource = {
       eventId: event.metadata.eventId,
@@ -458,7 +525,38 @@ export class DlpProcessor {
         out.push(emitter.build('finding.updated', { ...common, payload: step.payload }));
       }
     }
-    return out;
+    return { out, row };
+  }
+
+  /** Scans `text` and, when the engine changed it, builds the redacted copy of the event. */
+  #redact(event: AnyAttestEvent, text: string, field: ContentField) {
+    const result = scanJson(contentValue(text), this.#o.policy, this.#key, '$');
+    if (result.changes.length === 0) return { result, redacted: undefined };
+    const v = result.value;
+    const content = typeof v === 'string' ? v : JSON.stringify(v);
+    // Same metadata (id, sequence, prevHash): the copy takes the original's place in the store.
+    const copy = { ...event, payload: { ...(event.payload as object), [field.field]: content } } as unknown as AnyAttestEvent;
+    const bytes = encodeEvent(copy);
+    return { result, redacted: { event: copy, bytes, digest: sha256(bytes) } };
+  }
+
+  /** The stored form of an event handled before (its data.masked durable), or undefined when it must be derived anew. */
+  #storedForm(event: AnyAttestEvent, bytes: Uint8Array, field: ContentField): ContentRow | undefined {
+    const hash = sha256(bytes);
+    const known = this.#derived.get(event.metadata.eventId);
+    if (known === undefined) return { event, bytes, hash, redactedBy: null };
+    const text = (event.payload as unknown as Record<string, unknown>)[field.field] as string;
+    const { redacted } = this.#redact(event, text, field);
+    if (redacted === undefined || !hashEquals(redacted.digest, known.digest)) return undefined;
+    return { event: redacted.event, bytes: redacted.bytes, hash, redactedBy: known.by };
+  }
+
+  #rememberDerived(id: string, by: string, digest: Uint8Array): void {
+    this.#derived.set(id, { by, digest });
+    if (this.#derived.size > RECENT_CAP) {
+      const oldest = this.#derived.keys().next();
+      if (!oldest.done) this.#derived.delete(oldest.value);
+    }
   }
 
   /** Durable, or throws (the caller rebuilds). */
@@ -488,6 +586,7 @@ export class DlpProcessor {
     await this.#closeConsumer();
     const book = new DlpFindingBook();
     const handled = new Set<string>();
+    const derivedBy = new Map<string, { by: string; digest: Uint8Array }>();
     const log = this.#o.log;
     const n = log.partitionCount;
 
@@ -511,6 +610,10 @@ export class DlpProcessor {
           const e = this.#decode(r, false);
           if (e === undefined) continue;
           for (const id of derivedFrom(e)) handled.add(id);
+          if (e.metadata.type === 'data.masked') {
+            const p = e.payload as PayloadOf<'data.masked'>;
+            if (p.subjectEventId !== null && p.redactedEventDigest !== null && derivedFrom(e).length > 0) derivedBy.set(p.subjectEventId, { by: e.metadata.eventId, digest: p.redactedEventDigest });
+          }
           if (FINDING_TYPES.has(e.metadata.type)) pending.push(e);
         }
         if (this.#life.stopping) throw new Error('dlp processor stopping');
@@ -552,6 +655,7 @@ export class DlpProcessor {
     for (const e of pending) book.apply(e);
     this.#book = book;
     this.#handled = handled;
+    this.#derived = derivedBy;
     this.stats.replayed = replayed + pending.length;
     this.stats.pendingDerived = handled.size;
     this.stats.rebuilds++;

@@ -41,7 +41,7 @@ describe('verifyEncodedEvents: stored redactions', () => {
           target: original!.target,
           outcome: { result: 'success', status: null, reason: null },
           correlation: original!.correlation,
-          payload: { subjectEventId: original!.metadata.eventId, originalDigest: Buffer.from(sha256(originalBytes)), maskedDigest: Buffer.from(sha256('db password=[REDACTED]')), redactedEventDigest: Buffer.from(sha256(redacted)), hits: [] },
+          payload: { subjectEventId: original!.metadata.eventId, originalDigest: Buffer.from(sha256(originalBytes)), maskedDigest: Buffer.from(sha256(Buffer.from('db password=[REDACTED]'))), redactedEventDigest: Buffer.from(sha256(redacted)), hits: [] },
         }),
       ],
       's',
