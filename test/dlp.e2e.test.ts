@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText, type LoadedConfig } from '../services/common/src/config';
 import { decodeEvent, type AnyAttestEvent } from '../services/common/src/events';
 import { DevIssuer } from '../services/common/src/identity';
+import { sha256 } from '../services/common/src/integrity';
 import { startPlatform, type RunningPlatform } from '../services/cli/src/platform';
 import { startAnthropicStandin, type AnthropicStandin } from './harness/anthropic-standin';
 
@@ -83,14 +84,34 @@ describe('DLP processor on the platform', () => {
     expect(dlpBytes.length).toBeGreaterThan(0);
     expect(dlpBytes.some((b) => b.includes(AWS_SECRET))).toBe(false);
 
-    // The original chain and the processor's derived events verify together (once stored).
+    // The store keeps the redacted copy in the original's place (PCI DSS 3.3.1: the CVV, sensitive
+    // authentication data, is never stored), attested by the derived data.masked.
+    const store = await platform!.store();
+    const rowOf = async () =>
+      (await store.query("SELECT ifNull(toString(redacted_by), ''), payload, hex(event_bytes), hex(event_hash) FROM events WHERE event_id = {id:UUID}", { id: original.metadata.eventId })).rows[0];
+    await expect.poll(async () => (await rowOf()) !== undefined, { message: 'the content row is stored', timeout: 30_000, interval: 200 }).toBe(true);
+    const [redactedBy, payload, bytesHex, hashHex] = (await rowOf())!.map(String) as [string, string, string, string];
+    expect(redactedBy).toBe(derived.metadata.eventId);
+    const storedBytes = Buffer.from(bytesHex, 'hex');
+    expect(Buffer.from(hashHex, 'hex').equals(Buffer.from(sha256(raw[decoded.indexOf(original)]!)))).toBe(true);
+    expect(Buffer.from((derived.payload as unknown as { redactedEventDigest: Uint8Array }).redactedEventDigest).equals(Buffer.from(sha256(storedBytes)))).toBe(true);
+    const storedContent = (decodeEvent(storedBytes).event.payload as { content: string }).content;
+    for (const secret of [AWS_SECRET, 'cvv 737']) {
+      expect(storedContent).not.toContain(secret);
+      expect(payload).not.toContain(secret);
+    }
+    const everywhere = await store.query('SELECT count() FROM events WHERE position(payload, {s:String}) > 0 OR position(event_bytes, {s:String}) > 0', { s: AWS_SECRET });
+    expect(Number(everywhere.rows[0]![0]), 'the secret is nowhere in the store').toBe(0);
+
+    // The original chain and the processor's derived events verify together, the stored copy
+    // accepted through its attestation.
     const auditor = await dev.mint({ subject: 'auditor-1', groups: ['auditors'], audience: 'attest-dev', ttlSec: 600 });
     await expect
       .poll(async () => {
         const r = await fetch(`${platform!.consoleUrl}/v1/verify`, { headers: { authorization: `Bearer ${auditor}` } });
-        const body = (await r.json()) as { ok: boolean; stats?: { producers?: number } };
-        return body.ok;
-      }, { timeout: 15_000, interval: 500 })
+        const body = (await r.json()) as { ok: boolean; stats?: { redactedEvents?: number } };
+        return body.ok && (body.stats?.redactedEvents ?? 0) >= 1;
+      }, { message: 'the store verifies with the redaction accepted', timeout: 30_000, interval: 500 })
       .toBe(true);
-  }, 60_000);
+  }, 120_000);
 });

@@ -4,6 +4,7 @@ import type { LoadedConfig } from '../../common/src/config';
 import type { EventLog } from '../../common/src/log';
 import { createVerifierFromConfig, startGateway, type RunningGateway } from '../../gateway/src/main';
 import type { EvidenceWriter } from '../../processors/src/evidence-writer';
+import type { EvidenceStore } from '../../common/src/store';
 import { openBackbone } from './backbone';
 import { Closer, recordSpoolOutages, startConsoleRole, startProcessors, type RoleContext } from './roles';
 
@@ -25,6 +26,8 @@ export interface RunningPlatform {
   approvals: ApprovalService;
   consoleUrl: string | undefined;
   writer: EvidenceWriter;
+  /** The evidence store (opened once, shared by the roles). */
+  store(): Promise<EvidenceStore>;
   close(): Promise<void>;
 }
 
@@ -51,6 +54,7 @@ export async function startPlatform(loaded: LoadedConfig, logger: Logger, env: N
       gateway,
       consoleUrl,
       writer: processors.writer,
+      store: () => backbone.store(),
       log: backbone.log,
       approvals: processors.approvals,
       close: () => closer.close(),

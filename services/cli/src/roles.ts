@@ -10,13 +10,15 @@ import { openEvidence, type EvidenceRuntime, type OpenEvidenceOptions } from '..
 import { systemActor } from '../../common/src/evidence/emitter';
 import type { TokenVerifier } from '../../common/src/identity';
 import { readSecret } from '../../common/src/secrets';
+import type { AttestEvent } from '../../common/src/events';
+import { toStoredEvent } from '../../common/src/store';
 import { approvalsBackend, type RiskSignalsOf } from '../../console/src/approvals-backend';
 import { buildConsole } from '../../console/src/app';
 import { ApprovalsProcessor } from '../../processors/src/approvals/processor';
 import { WebhookNotifier } from '../../processors/src/approvals/notifier';
 import { EvidenceWriter, evidenceWriterProducerId } from '../../processors/src/evidence-writer';
 import { RiskProcessor } from '../../processors/src/risk-processor';
-import { DlpProcessor } from '../../processors/src/dlp-processor';
+import { DlpProcessor, isContentEvent } from '../../processors/src/dlp-processor';
 import type { Backbone } from './backbone';
 
 /**
@@ -110,7 +112,9 @@ export async function startProcessors(ctx: RoleContext): Promise<RunningProcesso
         'producer:evidence-writer',
       );
     }
-    const writer = new EvidenceWriter({ log: backbone.log, store, emitter: writerRt.emitter, logger, jwks: () => writerRt.keyring.jwks() });
+    // Content events (request and response bodies, SQL) reach the store only through the DLP
+    // content stage below, redacted where the DLP engine redacts (PCI DSS 3.3.1, invariant 5).
+    const writer = new EvidenceWriter({ log: backbone.log, store, emitter: writerRt.emitter, logger, jwks: () => writerRt.keyring.jwks(), leftToContentStage: isContentEvent });
     await writer.start();
     closer.add(() => writer.stop());
 
@@ -144,9 +148,19 @@ export async function startProcessors(ctx: RoleContext): Promise<RunningProcesso
     await risk.start();
     closer.add(() => risk.stop());
 
-    // DLP beyond PAN: derived data.masked (provenance) and data security findings.
+    // DLP beyond PAN: derived data.masked (provenance), data security findings, and the content
+    // stage of the store (the redacted copy where it redacted, attested by its data.masked).
     const dlpRt = await openProducer(ctx, closer, 'dlp', `dlp-${hostname()}`);
-    const dlp = new DlpProcessor({ log: backbone.log, emitter: dlpRt.emitter, policy: config.dlp, panKey: dlpRt.panKey, logger });
+    const dlp = new DlpProcessor({
+      log: backbone.log,
+      emitter: dlpRt.emitter,
+      policy: config.dlp,
+      panKey: dlpRt.panKey,
+      logger,
+      storeContent: async (rows, token) => {
+        await store.insertEvents(rows.map((r) => toStoredEvent(r.event as unknown as AttestEvent, r.bytes, r.hash, r.redactedBy)), token);
+      },
+    });
     await dlp.start();
     closer.add(() => dlp.stop());
     return { writer, dlp, approvals, risk, close: () => closer.close() };

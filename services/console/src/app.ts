@@ -9,7 +9,7 @@ import type { JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
 import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
 import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
-import { verifyEncodedEvents } from '../../common/src/evidence/verify-events';
+import { verifyEncodedEvents, type EvidenceRecord } from '../../common/src/evidence/verify-events';
 import { decodeEvent, type Actor, type EvidenceAccessKind } from '../../common/src/events';
 import { AuthError, type AuthFailureReason, type Principal, type TokenVerifier } from '../../common/src/identity';
 import type { Cadence, Finding, PendingRange } from '../../common/src/integrity';
@@ -23,6 +23,7 @@ import {
   type EvidenceFilters,
   type EvidenceResult,
   type EvidenceStore,
+  type QueryParams,
   type RenderFormat,
 } from '../../common/src/store';
 
@@ -314,7 +315,8 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
       // (checkpoints emitted, not stored yet) would otherwise read as every producer falling silent.
       const through = q.toUs === undefined ? await storedThrough(store, maxGapUsFor(cadence), nowUs()) : undefined;
       const toUs = Math.max(fromUs, q.toUs ?? through!.toUs);
-      const read = await readForVerification(store, q.fromUs === undefined && through?.everything === true ? undefined : { fromUs, toUs });
+      // Without a window every stored row is checked; `toUs` only ends the silence check.
+      const read = await readForVerification(store, q.fromUs === undefined && q.toUs === undefined ? undefined : { fromUs, toUs });
       const report = await verifyEncodedEvents(read.records, deps.jwks(), { cadence, storageOrder: true, window: { fromUs, toUs } });
       // Rows that do not even decode are left out of the chain check (which then reports their
       // sequences as deleted) and named here.
@@ -332,7 +334,7 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
         window: { from: isoOfUs(fromUs), to: isoOfUs(toUs), ...(through === undefined ? {} : { toBasis: through.basis }) },
         findings: [...undecodable, ...report.findings.map(findingJson)],
         pending: report.pending as readonly PendingRange[],
-        stats: report.stats,
+        stats: { ...report.stats, redactedEvents: report.redactedEvents },
       };
       await record(request, { accessKind: 'verify', queryId: 'verify', parameters, rowCount: report.stats.events + report.stats.checkpoints + undecodable.length, format: 'json', exportDigest: null });
       return out;
@@ -561,10 +563,9 @@ const STOPPED_AFTER_GAPS = 10;
  * producer's evidence, i.e. the oldest "latest stored checkpoint" among producers whose epoch is
  * open and that checkpointed recently. A producer that closed its epoch, or whose last stored
  * checkpoint is more than STOPPED_AFTER_GAPS max gaps older than the newest one, has stopped: it does
- * not hold the window back, and its silence is reported. `everything`: no producer lags, so the
- * whole store can be read without a window.
+ * not hold the window back, and its silence is reported.
  */
-export async function storedThrough(store: EvidenceStore, maxGapUs: number, nowUs: number): Promise<{ toUs: number; basis: string; everything: boolean }> {
+export async function storedThrough(store: EvidenceStore, maxGapUs: number, nowUs: number): Promise<{ toUs: number; basis: string }> {
   const r = await store.query(
     `SELECT JSONExtractString(payload, 'producer') AS p, max(JSONExtractInt(payload, 'toTimeUs')) AS last,
             argMax(JSONExtractBool(payload, 'closed'), JSONExtractInt(payload, 'toTimeUs')) AS closed
@@ -573,15 +574,14 @@ export async function storedThrough(store: EvidenceStore, maxGapUs: number, nowU
     { maxRows: 100_000 },
   );
   const producers = r.rows.map((row) => ({ producer: String(row[0]), lastUs: Number(row[1]), closed: Number(row[2]) === 1 || row[2] === true }));
-  if (producers.length === 0) return { toUs: nowUs, basis: 'no checkpoint is stored yet: verified up to now', everything: true };
+  if (producers.length === 0) return { toUs: nowUs, basis: 'no checkpoint is stored yet: verified up to now' };
   const newest = Math.max(...producers.map((p) => p.lastUs));
   const live = producers.filter((p) => !p.closed && newest - p.lastUs <= STOPPED_AFTER_GAPS * maxGapUs);
-  if (live.length === 0) return { toUs: nowUs, basis: 'every producer has stopped: verified up to now', everything: true };
+  if (live.length === 0) return { toUs: nowUs, basis: 'every producer has stopped: verified up to now' };
   const oldest = live.reduce((a, b) => (b.lastUs < a.lastUs ? b : a));
   return {
     toUs: Math.min(oldest.lastUs, nowUs),
     basis: `the store holds every running producer's evidence through this time (the latest stored checkpoint of ${oldest.producer}); later events are still being ingested. Pass to= to verify a fixed window`,
-    everything: false,
   };
 }
 
@@ -594,8 +594,8 @@ export async function storedThrough(store: EvidenceStore, maxGapUs: number, nowU
  */
 export async function readForVerification(store: EvidenceStore, window: { fromUs: number; toUs: number } | undefined): Promise<Collected> {
   const order = 'ORDER BY producer, ingest_time, sequence, event_id';
-  const rowCols = 'hex(event_bytes), toString(event_id), producer, sequence';
-  if (window === undefined) return collect(store, `SELECT ${rowCols} FROM events ${order}`, {});
+  const rowCols = "hex(event_bytes), toString(event_id), producer, sequence, hex(event_hash), ifNull(toString(redacted_by), '')";
+  if (window === undefined) return withAttestations(store, await collect(store, `SELECT ${rowCols} FROM events ${order}`, {}), rowCols);
   const cpCols = "hex(event_bytes), JSONExtractString(payload, 'producer'), JSONExtractString(payload, 'epoch'), JSONExtractUInt(payload, 'firstSequence'), JSONExtractUInt(payload, 'lastSequence')";
   const params = { from_us: window.fromUs, to_us: window.toUs };
   const overlapping = await store.query(
@@ -651,7 +651,7 @@ export async function readForVerification(store: EvidenceStore, window: { fromUs
       undecodable.push({ eventId: 'checkpoint', producer: String(row?.[1] ?? ''), sequence: 0 });
     }
   }
-  return { records: [...events.records, ...cps], undecodable };
+  return withAttestations(store, { records: [...events.records, ...cps], undecodable }, rowCols);
 }
 
 /** A stored row whose bytes are not a decodable event: it cannot be verified, and says so. */
@@ -662,12 +662,26 @@ export interface UndecodableRow {
 }
 
 interface Collected {
-  readonly records: Uint8Array[];
+  readonly records: EvidenceRecord[];
   readonly undecodable: UndecodableRow[];
 }
 
-async function collect(store: EvidenceStore, sql: string, params: Record<string, string | number>): Promise<Collected> {
-  const records: Uint8Array[] = [];
+/**
+ * Stored redactions are checked against their data.masked attestations; one written after the
+ * window's end is not in the read set, so the attestations named are read by id too.
+ */
+async function withAttestations(store: EvidenceStore, c: Collected, rowCols: string): Promise<Collected> {
+  const named = new Set<string>();
+  for (const r of c.records) if (!(r instanceof Uint8Array)) named.add(r.redactedBy);
+  if (named.size === 0) return c;
+  for (const r of c.records) if (r instanceof Uint8Array) named.delete(decodeEvent(r).event.metadata.eventId);
+  if (named.size === 0) return c;
+  const more = await collect(store, `SELECT ${rowCols} FROM events WHERE event_id IN {ids:Array(UUID)} ORDER BY producer, ingest_time, sequence, event_id`, { ids: [...named] });
+  return { records: [...c.records, ...more.records], undecodable: [...c.undecodable, ...more.undecodable] };
+}
+
+async function collect(store: EvidenceStore, sql: string, params: QueryParams): Promise<Collected> {
+  const records: EvidenceRecord[] = [];
   const undecodable: UndecodableRow[] = [];
   for await (const row of store.stream(sql, params)) {
     const bytes = Buffer.from(String(row[0]), 'hex');
@@ -677,7 +691,9 @@ async function collect(store: EvidenceStore, sql: string, params: Record<string,
       undecodable.push({ eventId: String(row[1]), producer: String(row[2]), sequence: Number(row[3]) });
       continue;
     }
-    records.push(bytes);
+    // A stored redaction: the DLP stage's copy in place of the event, kept with the original's hash.
+    const redactedBy = String(row[5] ?? '');
+    records.push(redactedBy === '' ? bytes : { bytes, originalHash: Buffer.from(String(row[4]), 'hex'), redactedBy });
   }
   return { records, undecodable };
 }

@@ -81,6 +81,7 @@ import { hashEquals, sha256 } from '../../common/src/integrity';
 import { positionsAfter, type ConsumedRecord, type EventLog, type LogConsumer } from '../../common/src/log';
 import { compileDlpPolicy, deriveProvenance, observe, scanJson, type DataSecurityCase, type DlpKey, type DlpPolicy, type FindingSource, type Json } from '../../common/src/dlp/index';
 import { findingId as caseFindingId, findingKey, MAX_RELATED } from '../../common/src/dlp/findings';
+import { CONTENT_BY_TYPE, CONTENT_FIELDS, isContentEvent, type ContentField } from '../../common/src/dlp/content-fields';
 
 export const DLP_PROCESSOR_GROUP = 'dlp';
 
@@ -107,21 +108,8 @@ export function dlpKeyFrom(panKey: PanHmacKey): DlpKey {
   return { kid: `${panKey.kid}/dlp.v1`, secret: new Uint8Array(Buffer.from(panKey.hash(DLP_KEY_LABEL), 'base64url')) };
 }
 
-export interface ContentField {
-  readonly type: EventType;
-  readonly field: string;
-  readonly direction: Direction;
-}
-
-/** The string content fields of the event schemas (types.generated.ts). */
-export const CONTENT_FIELDS: readonly ContentField[] = [
-  { type: 'gateway.request.received', field: 'content', direction: 'request' },
-  { type: 'gateway.response.completed', field: 'content', direction: 'response' },
-  { type: 'db.query.executed', field: 'statement', direction: 'request' },
-];
-
 // Keyed by type: #handle scans one field per event, so a type may appear once (the int test checks it).
-const CONTENT_BY_TYPE: ReadonlyMap<string, ContentField> = new Map(CONTENT_FIELDS.map((c) => [c.type, c]));
+export { CONTENT_FIELDS, isContentEvent, type ContentField };
 /** Types the main loop decodes (anything else is skipped on its `type` header). */
 const HANDLED_TYPES: ReadonlySet<string> = new Set([...CONTENT_BY_TYPE.keys(), 'finding.closed']);
 /** Types the processor writes, and finding events it folds. */
@@ -179,13 +167,7 @@ export interface ContentRow {
   readonly redactedBy: string | null;
 }
 
-/** Whether `event` carries content the DLP stage stores (the writer skips it when the stage runs). */
-export function isContentEvent(event: { readonly metadata: { readonly type: string }; readonly payload: unknown }): boolean {
-  const field = CONTENT_BY_TYPE.get(event.metadata.type);
-  if (field === undefined) return false;
-  const text = (event.payload as Record<string, unknown>)[field.field];
-  return typeof text === 'string' && text.length > 0;
-}
+
 
 export interface DlpProcessorStats {
   state: 'new' | 'running' | 'stopping' | 'stopped';

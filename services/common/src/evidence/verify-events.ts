@@ -1,3 +1,4 @@
+import { isContentEvent } from '../dlp/content-fields';
 import { decodeEvent, type AnyAttestEvent, type PayloadOf } from '../events';
 import { checkpointFromParts, hashEquals, sha256, verifyProducerLog, maxGapUsFor, type Cadence, type Finding, type SignedCheckpoint, type VerifyEvent, type VerifyReport } from '../integrity';
 import type { JSONWebKeySet } from 'jose';
@@ -86,7 +87,18 @@ export function splitForVerification(records: Iterable<EvidenceRecord>, opts: { 
     if (redacted !== undefined) {
       redactions.push({ eventId: m.eventId, producer: m.producer, epoch, sequence: m.sequence, originalHash: redacted.originalHash, redactedHash: sha256(bytes), redactedBy: redacted.redactedBy });
     }
-    events.push({ eventId: m.eventId, producer: m.producer, epoch, sequence: m.sequence, prevHash: m.prevHash, timeUs: m.timeUs, bytes, ...(redacted === undefined ? {} : { hash: redacted.originalHash }) });
+    events.push({
+      eventId: m.eventId,
+      producer: m.producer,
+      epoch,
+      sequence: m.sequence,
+      prevHash: m.prevHash,
+      timeUs: m.timeUs,
+      bytes,
+      ...(redacted === undefined ? {} : { hash: redacted.originalHash }),
+      // Stored by the DLP content stage, apart from the writer's rows: no storage order to check.
+      ...(isContentEvent(d.event) ? { unordered: true } : {}),
+    });
   }
   return { events, checkpoints, decoded, redactions };
 }

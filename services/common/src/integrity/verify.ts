@@ -46,6 +46,12 @@ export interface VerifyEvent {
    * (verify-events.ts does); unattested, this would let any bytes stand in for an event.
    */
   readonly hash?: Uint8Array;
+  /**
+   * Stored by a second inserter (the DLP content stage stores content events after the evidence
+   * writer stored the rest): its storage position says nothing about order, so the `reordered`
+   * check leaves it out. Its chain position and content are checked as for any event.
+   */
+  readonly unordered?: boolean;
 }
 
 export interface VerifyInput {
@@ -1272,14 +1278,14 @@ function checkStorageOrder(ctx: Ctx, producer: string, epoch: string, bySequence
   let monotone = true;
   for (const seg of bySequence) {
     for (const i of seg) {
-      if (ctx.inserted.has(i)) continue;
+      if (ctx.inserted.has(i) || events[i]!.unordered === true) continue;
       if (i < last) monotone = false;
       last = i;
     }
     if (!monotone) break;
   }
   if (monotone) return;
-  const byStorage = Int32Array.from(bySequence.flat().filter((i) => !ctx.inserted.has(i))).sort();
+  const byStorage = Int32Array.from(bySequence.flat().filter((i) => !ctx.inserted.has(i) && events[i]!.unordered !== true)).sort();
   const keep = longestIncreasing(Array.from(byStorage, (i) => events[i]!.sequence));
   for (let k = 0; k < byStorage.length; k++) {
     if (keep[k]) continue;

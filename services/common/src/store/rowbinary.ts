@@ -276,6 +276,11 @@ export function writeEventRow(w: RowBinaryWriter, e: StoredEvent): void {
   w.bool(e.cardDataPresent);
   w.string(e.payload);
   w.blob(e.eventBytes);
+  if (e.redactedBy === null) w.u8(1);
+  else {
+    w.u8(0);
+    w.uuid(e.redactedBy, 'redactedBy');
+  }
 }
 
 /** Append one `pan_sightings` row (PAN_SIGHTING_COLUMNS order). */

@@ -20,7 +20,7 @@ export interface StoredEvent {
   readonly sequence: number;
   /** 32 bytes. */
   readonly prevHash: Uint8Array;
-  /** SHA-256 of `eventBytes`, 32 bytes. */
+  /** The event's chain hash, 32 bytes: SHA-256 of `eventBytes`, or of the original for a stored redaction. */
   readonly eventHash: Uint8Array;
   readonly tenantId: string;
   readonly pciRequirements: readonly string[];
@@ -47,8 +47,13 @@ export interface StoredEvent {
   readonly cardDataPresent: boolean;
   /** The payload as JSON; binary fields (digests, HMACs, signatures) as lowercase hex. */
   readonly payload: string;
-  /** The encoded event exactly as on the log (Avro single-object encoding). */
+  /** The encoded event exactly as on the log (Avro single-object encoding), or its attested redacted copy. */
   readonly eventBytes: Uint8Array;
+  /**
+   * For a stored redaction (the DLP stage's copy in place of the event): the id of the data.masked
+   * event that attests it (redactedEventDigest = SHA-256 of eventBytes). Null otherwise.
+   */
+  readonly redactedBy: string | null;
   /** Rows for the `pan_sightings` table, written in the same insert as the event. */
   readonly panSightings: readonly PanSighting[];
 }
@@ -120,6 +125,7 @@ export const EVENT_COLUMNS = [
   ['card_data_present', 'Bool'],
   ['payload', 'String'],
   ['event_bytes', 'String'],
+  ['redacted_by', 'Nullable(UUID)'],
 ] as const;
 
 export const PAN_SIGHTING_COLUMNS = [
@@ -148,7 +154,7 @@ export const PAN_SIGHTING_COLUMNS = [
  * their SHA-256 (the integrity module's event hash); both are kept so the store can be verified
  * without the log.
  */
-export function toStoredEvent(event: AttestEvent, bytes: Uint8Array, hash: Uint8Array): StoredEvent {
+export function toStoredEvent(event: AttestEvent, bytes: Uint8Array, hash: Uint8Array, redactedBy: string | null = null): StoredEvent {
   if (hash.length !== 32) {
     throw new StoreError('store_row_invalid', `event hash must be 32 bytes, got ${hash.length}`, { where: 'eventHash' });
   }
@@ -190,6 +196,7 @@ export function toStoredEvent(event: AttestEvent, bytes: Uint8Array, hash: Uint8
     cardDataPresent: cardDataPresent(event),
     payload: payloadJson(event.payload),
     eventBytes: bytes,
+    redactedBy,
     panSightings: event.metadata.type === 'data.masked' ? panSightingsOf(event as AttestEvent<'data.masked'>) : [],
   };
 }
