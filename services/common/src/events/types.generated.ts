@@ -473,8 +473,11 @@ export interface DataMaskedPayload {
    */
   readonly subjectEventId: string | null;
   /**
-   * For a derived (processor) masking pass: SHA-256 of the content before this pass, naming what
-   * this masking derives from (provenance).
+   * What this masking derives from (provenance). For a derived (processor) pass: the subject
+   * event's chain hash, SHA-256 of its encoded bytes (what its successor's prevHash names). For an
+   * inline pass that did not rewrite the body (a block, or a hit the policy allows): SHA-256 of the
+   * body with every card number masked (never an unkeyed hash over a PAN). Null for an inline pass
+   * that masked.
    */
   readonly originalDigest: Sha256 | null;
   /** SHA-256 of the content after masking. */
