@@ -11,8 +11,10 @@
  * Generation and Avro encoding of the events are not timed. Machines here are shared: compare rows
  * of one run, not runs.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpus } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { ClickHouseLogLevel, createClient } from '@clickhouse/client';
 import { startChdbHttp, type ChdbHttpProcess } from '../test/harness/chdb-http';
 import { ClickHouseServerStore, type ClickHouseServerStoreOptions } from '../services/common/src/store/clickhouse-store';
@@ -28,6 +30,23 @@ const EVENTS = Number(arg('events', '100000'));
 const BATCH = Number(arg('batch', '5000'));
 const RUNS = Number(arg('runs', '5'));
 const DAY_US = 86_400_000_000;
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+/** utime + stime of a process, µs (the harness's engine process); NaN when not readable. */
+function processCpuUs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return ((Number(x[11]) + Number(x[12])) * 1e6) / CLK_TCK;
+  } catch {
+    return Number.NaN;
+  }
+}
+const ownCpuUs = (): number => {
+  const c = process.cpuUsage();
+  return c.user + c.system;
+};
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -71,14 +90,18 @@ async function main(): Promise<void> {
       databases.push(database);
       const store = await ClickHouseServerStore.open({ ...base, ...v.opts, database, retention: { days: 365 } });
       await store.migrate();
+      const e0 = processCpuUs(harness?.pid);
+      const c0 = ownCpuUs();
       const t0 = performance.now();
       for (let i = 0; i < events.length; i += BATCH) await store.insertEvents(events.slice(i, i + BATCH), `bench:${i}`);
       const ms = performance.now() - t0;
+      const clientCpu = (ownCpuUs() - c0) / events.length;
+      const engineCpu = (processCpuUs(harness?.pid) - e0) / events.length;
       const r0 = performance.now();
       const again = await store.insertEvents(events.slice(0, BATCH), 'bench:0');
       const redeliveryMs = performance.now() - r0;
       console.log(
-        `${v.label.padEnd(50)} ${((events.length / ms) * 1000).toFixed(0).padStart(7)} events/s  (${ms.toFixed(0)} ms; one redelivered batch: ${redeliveryMs.toFixed(0)} ms, ${again.duplicates} duplicates found)`,
+        `${v.label.padEnd(50)} ${((events.length / ms) * 1000).toFixed(0).padStart(7)} events/s  (${ms.toFixed(0)} ms; CPU µs/event client ${clientCpu.toFixed(1)}, engine ${engineCpu.toFixed(1)}; load ${loadavg()[0]?.toFixed(1)}; one redelivered batch: ${redeliveryMs.toFixed(0)} ms, ${again.duplicates} duplicates found)`,
       );
       if (queryDb === '') queryDb = database;
       await store.close();

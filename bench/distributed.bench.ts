@@ -3,7 +3,7 @@
  * CPU with the Kafka producer, and kafkajs versus @platformatic/kafka on the evidence workload.
  *
  *   node --import tsx bench/distributed.bench.ts [--parts pipeline,gateway,clients] [--seconds 60]
- *        [--rate 20000] [--stores server,chdb] [--partitions 12] [--batch 5000] [--chunk 20]
+ *        [--rate 20000] [--stores server,chdb] [--partitions 12] [--batch 10000] [--chunk 20]
  *        [--gw-duration 10] [--gw-runs 3] [--client-messages 100000] [--client-batches 250,1000]
  *        [--client-runs 3] [--profile] [--cache DIR]
  *
@@ -59,7 +59,7 @@ const ROLE = arg('role', 'main');
 const SECONDS = Number(arg('seconds', '60'));
 const RATE = Number(arg('rate', '20000'));
 const PARTITIONS = Number(arg('partitions', '12'));
-const BATCH = Number(arg('batch', '5000'));
+const BATCH = Number(arg('batch', '10000'));
 const CHUNK = Number(arg('chunk', '20'));
 const CACHE = arg('cache', join(tmpdir(), 'attest-distbench-cache'));
 const DAY_US = 86_400_000_000;
@@ -373,7 +373,7 @@ async function pipeline(storeKind: 'server' | 'chdb', brokers: string[], files: 
   const pino = (await import('pino')).default;
   const { openKafkaEventLog } = await import('../services/common/src/log/kafka-log');
   const { openEvidence } = await import('../services/common/src/evidence/producer');
-  const { EvidenceWriter } = await import('../services/processors/src/evidence-writer');
+  const { EvidenceWriter, dedupToken } = await import('../services/processors/src/evidence-writer');
   const { ClickHouseServerStore, ChdbEvidenceStore } = await import('../services/common/src/store');
   type EvidenceStore = import('../services/common/src/store').EvidenceStore;
   type EventLog = import('../services/common/src/log').EventLog;
@@ -409,10 +409,11 @@ async function pipeline(storeKind: 'server' | 'chdb', brokers: string[], files: 
     configText: 'bench', configFile: 'bench.yaml', softwareVersion: 'bench', log,
   });
 
-  // Lag taps: the appendTimeMs of the records of the last poll, timed when the store confirms them.
+  // Lag taps: the appendTimeMs of each polled batch's records, keyed by the batch's dedup token (the
+  // writer polls batch N+1 while batch N is being stored), timed when the store confirms them.
   const lags = new Float64Array(Math.round(RATE * SECONDS) + 1_000_000);
   let nLag = 0;
-  let lastPoll: number[] = [];
+  const polled = new Map<string, number[]>();
   let insertMs = 0;
   let inserts = 0;
   let polledRecords = 0;
@@ -425,7 +426,8 @@ async function pipeline(storeKind: 'server' | 'chdb', brokers: string[], files: 
           insertMs += performance.now() - s;
           inserts++;
           const now = Date.now();
-          for (const at of lastPoll) if (nLag < lags.length) lags[nLag++] = now - at;
+          for (const at of polled.get(a[1]) ?? []) if (nLag < lags.length) lags[nLag++] = now - at;
+          polled.delete(a[1]);
           return r;
         };
       }
@@ -440,7 +442,7 @@ async function pipeline(storeKind: 'server' | 'chdb', brokers: string[], files: 
           return async (...a: Parameters<LogConsumer['poll']>) => {
             const recs = await t.poll(...a);
             if (recs.length > 0) {
-              lastPoll = recs.map((r) => r.appendTimeMs);
+              polled.set(dedupToken(t.group, recs), recs.map((r) => r.appendTimeMs));
               polledRecords += recs.length;
             }
             return recs;

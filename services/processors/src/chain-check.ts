@@ -17,19 +17,25 @@
  *   otherwise        held in `pending` (only its sequence, hashes, id and times: the event itself is
  *                    stored at once, only its check waits)
  *
- * A hole is declared missing only when it can no longer fill: its producer chained the missing
- * event before the one after it, so once the writer has seen everything that was durable in the
- * log `reorderWindowMs` after the first held event (the caller passes the start time of an empty
- * poll, i.e. "caught up"), the missing event is not coming. Under sustained load there is no empty
- * poll, so `maxHoldMs` (or `maxPendingPerChain`) bounds the wait and the hole is then declared anyway.
+ * A hole is declared missing only when it can no longer fill, judged against how far the writer
+ * has read the log, not against the wall clock. The missing event was chained before the event
+ * after the hole, so it was appended (if at all) no later than `reorderWindowMs` after it (the
+ * window absorbs append retries and clock skew between the log and the writer). The caller passes
+ * its log coverage: an append time up to which it has read EVERY partition (the minimum over
+ * partitions of the last append time read there, or, for a partition read to its end, the time
+ * the end offset was read less the log's visibility lag: a record is stamped before it is
+ * durable). A hole is declared once that coverage passes the following event's append time plus
+ * the window. Under a backlog the coverage trails with the slowest partition, so a lagging partition
+ * delays the verdict instead of producing false gap and late-event findings (it used to: the
+ * window was measured in wall-clock time from when the writer first held an event, so a
+ * partition read minutes behind the others turned every cross-partition hole into a gap, and then
+ * every held-up event into a late arrival).
  *
- * Restarts. The writer resumes at its committed positions, one per partition, so the first events
- * of a run are per-partition suffixes, not a contiguous sequence range: a hole there may be an event
- * processed before the restart. A hole is therefore reported only when the event after it was
- * appended at least `reorderWindowMs` after this run started (`reportGapsAfterAppendMs`); earlier
- * holes are closed silently (the offline verifier still sees them in the store). Link mismatches and
- * forks concern two events both seen in this run, so they are always reported.
- */
+ * Partitions the writer has not read from in this run (idle ones, or ones another group member
+ * holds) cannot vouch for anything: until every partition is covered, a hole is declared only if
+ * the covered partitions passed it AND it has been held `maxHoldMs`. `maxPendingPerChain` bounds
+ * memory whatever the coverage.
+ * */
 import { hashEquals, toBase64Url } from '../../common/src/integrity';
 
 export interface ChainObservation {
@@ -71,14 +77,22 @@ export interface ChainIssue {
   readonly timeUs: number | null;
 }
 
+/** How far the caller has read the log (see the module comment). */
+export interface LogCoverage {
+  /** Every record appended at or before this time (ms, the log's clock) has been observed. */
+  readonly throughMs: number;
+  /** False while some partition has not been read in this run: `throughMs` is then over the others only. */
+  readonly allPartitions: boolean;
+}
+
 export interface ChainTrackerOptions {
-  /** How long a hole may wait for an event from a lagging partition. Default 2 000 ms. */
+  /** How much later, in append time, a missing event may land than the event after it. Default 2 000 ms. */
   readonly reorderWindowMs?: number;
-  /** A hole is declared after this long even if the writer never catches up. Default 30 000 ms. */
+  /** With partitions not yet read, a hole the read ones passed is declared after being held this long. Default 30 000 ms. */
   readonly maxHoldMs?: number;
   /** Held events per chain before holes are declared regardless. Default 100 000. */
   readonly maxPendingPerChain?: number;
-  /** Recent (sequence → hash) kept per chain to tell a repeat from a fork. Default 4 096. */
+  /** Recent (sequence → hash) kept per chain to tell a repeat from a fork: a ring of this many slots. Default 4 096. */
   readonly recentPerChain?: number;
   /** Holes whose following event was appended before this are closed without a finding (see above). */
   readonly reportGapsAfterAppendMs?: number;
@@ -98,12 +112,16 @@ interface Chain {
   highHash: Uint8Array;
   readonly pending: Map<number, Held>;
   pendingSinceMs: number | undefined;
-  readonly recent: Map<number, Uint8Array>;
+  /** Ring indexed by sequence mod size: slot i holds the latest sequence ≡ i seen and its hash (no allocation per event). */
+  readonly recentSeq: Float64Array;
+  readonly recentHash: (Uint8Array | undefined)[];
   /** Ranges reported missing (bounded), to name late arrivals. */
   readonly declared: { from: number; to: number }[];
 }
 
 const MAX_DECLARED = 64;
+/** Shared empty result of observe(): callers only read it. */
+const NO_ISSUES: readonly ChainIssue[] = Object.freeze([]);
 const short = (h: Uint8Array): string => toBase64Url(h).slice(0, 11);
 
 export class ChainTracker {
@@ -113,6 +131,7 @@ export class ChainTracker {
   readonly #recentSize: number;
   readonly #reportAfterMs: number;
   readonly #chains = new Map<string, Chain>();
+  #last: Chain | undefined;
   #pendingTotal = 0;
   /** Events whose position was already checked (a repeat with the same hash, or too old to tell). */
   repeats = 0;
@@ -134,9 +153,11 @@ export class ChainTracker {
     return this.#chains.size;
   }
 
-  observe(o: ChainObservation, nowMs: number): ChainIssue[] {
-    const key = `${o.producer}\u0000${o.epoch}`;
-    const c = this.#chains.get(key);
+  observe(o: ChainObservation, nowMs: number): readonly ChainIssue[] {
+    // Consecutive events mostly share a chain: skip the key string and map lookup for them.
+    const last = this.#last;
+    const c = last !== undefined && last.producer === o.producer && last.epoch === o.epoch ? last : this.#chains.get(`${o.producer}\u0000${o.epoch}`);
+    const key = c === undefined ? `${o.producer}\u0000${o.epoch}` : '';
     if (c === undefined) {
       const fresh: Chain = {
         producer: o.producer,
@@ -148,12 +169,22 @@ export class ChainTracker {
         highHash: o.hash,
         pending: new Map(),
         pendingSinceMs: undefined,
-        recent: new Map(),
+        recentSeq: new Float64Array(this.#recentSize).fill(-1),
+        recentHash: new Array<Uint8Array | undefined>(this.#recentSize),
         declared: [],
       };
       this.#remember(fresh, o);
       this.#chains.set(key, fresh);
-      return [];
+      this.#last = fresh;
+      return NO_ISSUES;
+    }
+    this.#last = c;
+    // Most events extend their chain by one and raise nothing: no array for them.
+    if (o.sequence === c.high + 1 && c.pending.size === 0 && hashEquals(o.prevHash, c.highHash)) {
+      c.high = o.sequence;
+      c.highHash = o.hash;
+      this.#remember(c, o);
+      return NO_ISSUES;
     }
     const issues: ChainIssue[] = [];
     if (o.sequence === c.high + 1) {
@@ -180,17 +211,19 @@ export class ChainTracker {
   }
 
   /**
-   * Declares the holes that can no longer fill. `caughtUpAtMs` is the start time of the latest poll
-   * that found nothing (everything durable then has been seen), or undefined.
+   * Declares the holes that can no longer fill, given how far the log has been read (`coverage`,
+   * undefined when nothing is known yet); see the module comment.
    */
-  settle(nowMs: number, caughtUpAtMs: number | undefined): ChainIssue[] {
+  settle(nowMs: number, coverage: LogCoverage | undefined): ChainIssue[] {
     const issues: ChainIssue[] = [];
     for (const c of this.#chains.values()) {
       if (c.pendingSinceMs === undefined) continue;
-      const deadline = c.pendingSinceMs + this.#window;
-      const settled =
-        (caughtUpAtMs !== undefined && caughtUpAtMs >= deadline) || nowMs >= c.pendingSinceMs + this.#maxHold || c.pending.size > this.#maxPending;
-      if (!settled) continue;
+      const overflow = c.pending.size > this.#maxPending;
+      const heldLongEnough = nowMs >= c.pendingSinceMs + this.#maxHold;
+      // Whether the missing events before `after` can still arrive.
+      const final = (after: ChainObservation): boolean =>
+        overflow ||
+        (coverage !== undefined && coverage.throughMs >= after.appendTimeMs + this.#window && (coverage.allPartitions || heldLongEnough));
       while (c.pending.size > 0) {
         let above = Number.POSITIVE_INFINITY;
         let below = Number.NEGATIVE_INFINITY;
@@ -198,14 +231,17 @@ export class ChainTracker {
           if (s > c.high && s < above) above = s;
           if (s < c.low && s > below) below = s;
         }
-        if (above !== Number.POSITIVE_INFINITY) {
+        let moved = false;
+        if (above !== Number.POSITIVE_INFINITY && final((c.pending.get(above) as Held).o)) {
           const next = this.#take(c, above);
           this.#gap(c, c.high + 1, above - 1, next, issues);
           c.high = above;
           c.highHash = next.hash;
           this.#remember(c, next);
           this.#drainUp(c, issues);
-        } else {
+          moved = true;
+        }
+        if (below !== Number.NEGATIVE_INFINITY && c.pending.has(below) && final(c.lowEvent)) {
           const prev = this.#take(c, below);
           this.#gap(c, below + 1, c.low - 1, c.lowEvent, issues);
           c.low = below;
@@ -213,9 +249,11 @@ export class ChainTracker {
           c.lowEvent = prev;
           this.#remember(c, prev);
           this.#drainDown(c, issues);
+          moved = true;
         }
+        if (!moved) break;
       }
-      c.pendingSinceMs = undefined;
+      if (c.pending.size === 0) c.pendingSinceMs = undefined;
     }
     return issues;
   }
@@ -298,7 +336,8 @@ export class ChainTracker {
   }
 
   #repeat(c: Chain, o: ChainObservation, issues: ChainIssue[]): void {
-    const known = c.recent.get(o.sequence);
+    const slot = o.sequence % this.#recentSize;
+    const known = c.recentSeq[slot] === o.sequence ? c.recentHash[slot] : undefined;
     if (known !== undefined) {
       if (hashEquals(known, o.hash)) this.repeats++;
       else issues.push(fork(c, o, known));
@@ -322,11 +361,9 @@ export class ChainTracker {
   }
 
   #remember(c: Chain, o: ChainObservation): void {
-    c.recent.set(o.sequence, o.hash);
-    if (c.recent.size > this.#recentSize) {
-      const oldest = c.recent.keys().next();
-      if (oldest.done !== true) c.recent.delete(oldest.value);
-    }
+    const slot = o.sequence % this.#recentSize;
+    c.recentSeq[slot] = o.sequence;
+    c.recentHash[slot] = o.hash;
   }
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { sha256 } from '../../common/src/integrity';
-import { ChainTracker, type ChainObservation } from './chain-check';
+import { ChainTracker, type ChainObservation, type LogCoverage } from './chain-check';
 
 /** A real chain: each event's "bytes" are its sequence text, hashed; prevHash = previous hash. */
 function chain(n: number, producer = 'gw', epoch = 'e1'): ChainObservation[] {
@@ -25,6 +25,8 @@ function shuffle<T>(xs: T[], seed: number): T[] {
   return a;
 }
 
+const all = (throughMs: number): LogCoverage => ({ throughMs, allPartitions: true });
+
 describe('ChainTracker', () => {
   it('accepts any arrival order of an intact chain, including after settling, with nothing left pending', () => {
     for (let seed = 1; seed <= 50; seed++) {
@@ -32,7 +34,7 @@ describe('ChainTracker', () => {
       const issues = shuffle(chain(200), seed).flatMap((o) => t.observe(o, 0));
       expect(issues).toEqual([]);
       expect(t.pendingCount).toBe(0);
-      expect(t.settle(1_000_000, 1_000_000)).toEqual([]);
+      expect(t.settle(1_000_000, all(1_000_000))).toEqual([]);
     }
   });
 
@@ -47,26 +49,68 @@ describe('ChainTracker', () => {
     }
   });
 
-  it('holds a hole until the writer caught up after the window, then reports it once; a late arrival is named', () => {
-    const c = chain(6);
+  it('holds a hole until every partition was read past the following event plus the window, then reports it once; a late arrival is named', () => {
+    const c = chain(6); // appended at 1 000
     const t = new ChainTracker({ reorderWindowMs: 100, maxHoldMs: 10_000 });
     for (const i of [0, 1, 3, 4, 5]) expect(t.observe(c[i]!, 50)).toEqual([]);
     expect(t.pendingCount).toBe(3);
-    expect(t.settle(120, 140)).toEqual([]); // caught up, but before the window ended: 3 may still come
-    const issues = t.settle(200, 160);
+    expect(t.settle(120, undefined)).toEqual([]); // nothing known about the log
+    expect(t.settle(5_000, all(1_099))).toEqual([]); // read up to just before the window ended: 3 may still come
+    const issues = t.settle(5_000, all(1_100));
     expect(issues).toMatchObject([{ code: 'chain_gap', sequences: { from: 3, to: 3 }, eventIds: ['id-4'] }]);
     expect(t.pendingCount).toBe(0);
-    expect(t.settle(300, 300)).toEqual([]);
-    expect(t.observe(c[2]!, 400)).toMatchObject([{ code: 'chain_late_event', sequences: { from: 3, to: 3 } }]);
+    expect(t.settle(6_000, all(6_000))).toEqual([]);
+    expect(t.observe(c[2]!, 6_100)).toMatchObject([{ code: 'chain_late_event', sequences: { from: 3, to: 3 } }]);
   });
 
-  it('declares a hole after maxHoldMs without catching up; not before', () => {
-    const c = chain(3);
+  it('under a backlog, a partition read far behind the others never turns into gaps or late events, however long it takes', () => {
+    // One producer, its events alternating between two partitions; partition B is read an hour
+    // (of wall-clock time) after partition A. The old wall-clock window declared every odd sequence
+    // missing after maxHoldMs and then reported each as a late arrival.
+    const c = chain(2_000).map((o) => ({ ...o, appendTimeMs: 1_000 + o.sequence }));
+    const a = c.filter((o) => o.sequence % 2 === 0);
+    const b = c.filter((o) => o.sequence % 2 === 1);
+    const t = new ChainTracker({ reorderWindowMs: 2_000, maxHoldMs: 30_000 });
+    const issues = [];
+    let now = 0;
+    let readA = 0;
+    for (const o of a) {
+      issues.push(...t.observe(o, (now += 10)));
+      readA = o.appendTimeMs;
+      // Partition B has been read up to nothing yet: coverage is B's (its first record is still ahead).
+      issues.push(...t.settle(now, { throughMs: 0, allPartitions: true }));
+    }
+    now += 3_600_000;
+    issues.push(...t.settle(now, { throughMs: 0, allPartitions: true }));
+    expect(t.pendingCount).toBe(999); // all but the first of A: each waits for its predecessor from B
+    for (const o of b) {
+      issues.push(...t.observe(o, (now += 10)));
+      issues.push(...t.settle(now, { throughMs: Math.min(readA, o.appendTimeMs), allPartitions: true }));
+    }
+    issues.push(...t.settle(now, all(now)));
+    expect(issues).toEqual([]);
+    expect(t.pendingCount).toBe(0);
+  });
+
+  it('with partitions not yet read, declares a hole the read ones passed only after maxHoldMs', () => {
+    const c = chain(3); // appended at 1 000
     const t = new ChainTracker({ reorderWindowMs: 10, maxHoldMs: 1_000 });
     t.observe(c[0]!, 0);
     t.observe(c[2]!, 0);
-    expect(t.settle(999, undefined)).toEqual([]);
-    expect(t.settle(1_000, undefined)).toMatchObject([{ code: 'chain_gap', sequences: { from: 2, to: 2 } }]);
+    expect(t.settle(5_000, { throughMs: 1_009, allPartitions: false })).toEqual([]); // not passed yet
+    expect(t.settle(999, { throughMs: 2_000, allPartitions: false })).toEqual([]); // passed, not held long enough
+    expect(t.settle(1_000, { throughMs: 2_000, allPartitions: false })).toMatchObject([{ code: 'chain_gap', sequences: { from: 2, to: 2 } }]);
+  });
+
+  it('declares holes in order, each when coverage passes the event after it', () => {
+    const c = chain(7).map((o) => ({ ...o, appendTimeMs: o.sequence * 100 }));
+    const t = new ChainTracker({ reorderWindowMs: 50 });
+    for (const i of [0, 2, 3, 5, 6]) t.observe(c[i]!, 0); // 2 and 5 missing
+    expect(t.settle(0, all(349))).toEqual([]);
+    expect(t.settle(0, all(350))).toMatchObject([{ code: 'chain_gap', sequences: { from: 2, to: 2 } }]);
+    expect(t.pendingCount).toBe(2);
+    expect(t.settle(0, all(650))).toMatchObject([{ code: 'chain_gap', sequences: { from: 5, to: 5 } }]);
+    expect(t.pendingCount).toBe(0);
   });
 
   it('does not report holes whose following event predates the run (a restart resumes per-partition suffixes)', () => {
@@ -74,7 +118,7 @@ describe('ChainTracker', () => {
     const t = new ChainTracker({ reorderWindowMs: 10, reportGapsAfterAppendMs: 5_000 });
     t.observe(c[0]!, 0);
     t.observe(c[3]!, 0); // appended at 1 000 < 5 000
-    expect(t.settle(100, 100)).toEqual([]);
+    expect(t.settle(100, all(10_000))).toEqual([]);
     expect(t.pendingCount).toBe(0);
   });
 

@@ -8,6 +8,12 @@
  *        │                                  └─▶ chain check, checkpoint signatures ──▶ finding.opened (own producer)
  *        └───────────── commit(positionsAfter(batch)) only after the store and the findings are durable
  *
+ * Pipelined, two stages: while batch N is being stored, findings emitted and committed (stage 2,
+ * mostly waiting on the store and the log), batch N+1 is polled, decoded, hashed, turned into rows
+ * and chain-checked (stage 1, CPU). Stage 2 runs one batch at a time, in poll order, and starts
+ * batch N+1 only after batch N's commit, so commits stay in order and a crash leaves at most one
+ * batch stored but uncommitted (as before).
+ *
  * Delivery. At least once: positions are committed only after `insertEvents` resolved (rows durable
  * and queryable) and the batch's findings were durably appended. A crash anywhere before the commit
  * redelivers the batch; the store drops events it already holds (by event id, and by the token
@@ -34,7 +40,7 @@ import { decodeEvent, type AnyAttestEvent, type AttestEvent, type FindingCategor
 import { checkpointFromParts, JwksKeys, sha256, toBase64Url, verifyCheckpoint } from '../../common/src/integrity';
 import { positionsAfter, type ConsumedRecord, type EventLog, type LogConsumer } from '../../common/src/log';
 import { toStoredEvent, type EvidenceStore, type StoredEvent } from '../../common/src/store';
-import { ChainTracker, type ChainIssue, type ChainIssueCode } from './chain-check';
+import { ChainTracker, type ChainIssue, type ChainIssueCode, type LogCoverage } from './chain-check';
 
 export const EVIDENCE_WRITER_GROUP = 'evidence-writer';
 
@@ -118,16 +124,36 @@ export interface EvidenceWriterOptions {
   readonly logger: Logger;
   /** Default `evidence-writer`. */
   readonly group?: string;
-  /** Default 5 000. */
+  /**
+   * Events the DLP content stage stores instead of the writer (isContentEvent, when the processors
+   * run DLP with storeContent): not inserted here, still chain-checked.
+   */
+  readonly leftToContentStage?: (event: AnyAttestEvent) => boolean;
+  /**
+   * Default 10 000. Each insert has a fixed cost in the engine (a new part, its indexes and
+   * projection, fsync, later merges) and the id lookup: at 20k events/s, batches of 20 000 cost the
+   * engine ≈ 27 µs/event against ≈ 38 at 5 000 (bench/RESULTS.md). Under light load polls return
+   * what is there, so batches stay small and lag low; the limit matters when catching up.
+   */
   readonly maxBatchRecords?: number;
   /** Default 100 ms. */
   readonly maxWaitMs?: number;
   /** The keyring's published keys; when given, every checkpoint's signature is verified. */
   readonly jwks?: () => JSONWebKeySet | Promise<JSONWebKeySet>;
-  /** How long a sequence hole may wait for a lagging partition (chain-check.ts). Default 2 000 ms. */
+  /**
+   * How much later (log append time) a missing event may land than the event after it before its
+   * hole is declared; judged against how far every partition has been read, not the wall clock
+   * (chain-check.ts). Default 2 000 ms.
+   */
   readonly reorderWindowMs?: number;
-  /** A hole is declared after this long even under sustained load. Default 30 000 ms. */
+  /** While some partition has not been read in this run, a hole the others passed is declared after this long. Default 30 000 ms. */
   readonly maxHoldMs?: number;
+  /**
+   * How long after its append time a record may take to become readable (the file log stamps a
+   * record before its fsync, Kafka before replication). A partition read to its end offset covers
+   * only up to this long before the offsets were read. Default 1 000 ms.
+   */
+  readonly visibilityLagMs?: number;
   /** Backoff for retriable errors. Default 50 ms doubling to 5 000 ms. */
   readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
   /** Wall clock, ms. Default Date.now. */
@@ -140,6 +166,20 @@ export interface EvidenceWriterOptions {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/** A batch decoded and checked (stage 1), waiting to be stored and committed (stage 2). */
+interface PreparedBatch {
+  readonly records: readonly ConsumedRecord[];
+  readonly rows: StoredEvent[];
+  readonly findings: WriterFinding[];
+  readonly undecodable: number;
+  readonly checkpoints: number;
+  readonly token: string;
+  readonly positions: readonly { partition: number; nextOffset: number }[];
+  /** Earliest appendTimeMs in the batch: its lag is measured from there. */
+  readonly firstAppendMs: number;
+  readonly t0: number;
+}
+
 export class EvidenceWriter {
   readonly stats: EvidenceWriterStats;
   readonly group: string;
@@ -147,6 +187,7 @@ export class EvidenceWriter {
   readonly #now: () => number;
   readonly #maxBatch: number;
   readonly #maxWait: number;
+  readonly #visibilityLag: number;
   readonly #tracker: ChainTracker;
   #consumer: LogConsumer | undefined;
   #loop: Promise<void> | undefined;
@@ -158,15 +199,23 @@ export class EvidenceWriter {
   /** Group position per partition (next offset), once known. */
   readonly #position: (number | null)[];
   #end: number[];
+  /** Per partition: next offset this run has read (null until known). */
+  readonly #read: (number | null)[];
+  /** Per partition: every record appended at or before this (ms) has been read in this run; null until known. */
+  readonly #covered: (number | null)[];
   #idleWaiters: { since: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
-  #wake: (() => void) | undefined;
+  /** Backoffs in progress (a store retry and a poll retry can wait at once): stop() and abort() cut them short. */
+  readonly #wakers = new Set<() => void>();
+  /** Stage 2 of the batch before the one in hand, while it runs. */
+  #storing: Promise<void> | undefined;
 
   constructor(opts: EvidenceWriterOptions) {
     this.#o = opts;
     this.group = opts.group ?? EVIDENCE_WRITER_GROUP;
     this.#now = opts.now ?? Date.now;
-    this.#maxBatch = opts.maxBatchRecords ?? 5_000;
+    this.#maxBatch = opts.maxBatchRecords ?? 10_000;
     this.#maxWait = opts.maxWaitMs ?? 100;
+    this.#visibilityLag = opts.visibilityLagMs ?? 1_000;
     const startedMs = this.#now();
     const reorderWindowMs = opts.reorderWindowMs ?? 2_000;
     this.#tracker = new ChainTracker({
@@ -176,6 +225,8 @@ export class EvidenceWriter {
     });
     this.#position = new Array<number | null>(opts.log.partitionCount).fill(null);
     this.#end = new Array<number>(opts.log.partitionCount).fill(0);
+    this.#read = new Array<number | null>(opts.log.partitionCount).fill(null);
+    this.#covered = new Array<number | null>(opts.log.partitionCount).fill(null);
     this.stats = {
       batches: 0,
       records: 0,
@@ -220,9 +271,11 @@ export class EvidenceWriter {
     if (this.#loop === undefined) return;
     if (this.stats.state === 'running') this.stats.state = 'stopping';
     this.#stopping = true;
-    this.#wake?.();
-    // Nothing is in hand while a poll waits: closing the consumer ends the wait (poll resolves []).
-    if (this.#polling) await this.#closeConsumer();
+    this.#wakeAll();
+    // Nothing is in hand while a poll waits with no batch being stored: closing the consumer ends
+    // the wait (poll resolves []). With a batch being stored, its commit needs the consumer: the
+    // poll ends by itself within maxWaitMs and whatever it returned is finished too.
+    if (this.#polling && this.#storing === undefined) await this.#closeConsumer();
     await this.#loop;
   }
 
@@ -233,7 +286,7 @@ export class EvidenceWriter {
   async abort(): Promise<void> {
     this.#aborted = true;
     this.#stopping = true;
-    this.#wake?.();
+    this.#wakeAll();
     await this.#closeConsumer();
     await this.#loop;
   }
@@ -253,54 +306,106 @@ export class EvidenceWriter {
   async #run(): Promise<void> {
     const consumer = this.#consumer;
     if (consumer === undefined) return;
-    while (!this.#stopping) {
-      // Reading end offsets and polling fail with a retriable `log_unavailable` while the broker is
-      // down (docs/kafka.md, "Failure behaviour"); they are retried like inserts and commits. They
-      // used not to be: one poll during a broker outage ended the loop and left the writer 'failed'
-      // in a process that kept running, so nothing reached the store after the broker came back.
-      const endBefore = await this.#retrying('end offsets', () => this.#o.log.endOffsets());
-      if (this.#stopping) break;
-      const pollStart = this.#now();
-      const records: ConsumedRecord[] = await this.#retrying('poll', async () => {
-        // stop() during a retry's backoff: do not start another poll on a consumer being closed.
-        if (this.#stopping) return [];
-        this.#polling = true;
-        try {
-          return await consumer.poll(this.#maxBatch, this.#maxWait);
-        } finally {
-          this.#polling = false;
-        }
-      });
-      if (this.#consumerClosed || (this.#stopping && records.length === 0)) break;
-      if (records.length === 0) {
-        // Everything durable when the poll started has been delivered and committed.
-        endBefore.forEach((e, p) => {
-          this.#position[p] = Math.max(this.#position[p] ?? 0, e);
+    try {
+      while (!this.#stopping) {
+        // Reading end offsets and polling fail with a retriable `log_unavailable` while the broker is
+        // down (docs/kafka.md, "Failure behaviour"); they are retried like inserts and commits. They
+        // used not to be: one poll during a broker outage ended the loop and left the writer 'failed'
+        // in a process that kept running, so nothing reached the store after the broker came back.
+        // Records appended before this are readable by the time the end offsets are read.
+        const endReadMs = this.#now() - this.#visibilityLag;
+        const endBefore = await this.#retrying('end offsets', () => this.#o.log.endOffsets());
+        this.#end = [...endBefore];
+        if (this.#stopping) break;
+        const pollStart = this.#now();
+        const records: ConsumedRecord[] = await this.#retrying('poll', async () => {
+          // stop() during a retry's backoff: do not start another poll on a consumer being closed.
+          if (this.#stopping) return [];
+          this.#polling = true;
+          try {
+            return await consumer.poll(this.#maxBatch, this.#maxWait);
+          } finally {
+            this.#polling = false;
+          }
         });
-        this.#updateLag(endBefore);
-        const issues = this.#tracker.settle(this.#now(), pollStart);
-        const findings = issues.map((i) => chainFinding(i));
-        if (findings.length > 0) {
-          await this.#emitFindings(findings);
-          continue; // the findings are new records: not idle yet
+        if (this.#consumerClosed || (this.#stopping && records.length === 0)) break;
+        if (records.length === 0) {
+          await this.#finishStoring();
+          // Everything durable when the end offsets were read has been delivered and committed, so
+          // every record appended up to endReadMs (visibility lag allowed for) has been read.
+          endBefore.forEach((e, p) => {
+            this.#position[p] = Math.max(this.#position[p] ?? 0, e);
+            this.#read[p] = Math.max(this.#read[p] ?? 0, e);
+            this.#covered[p] = Math.max(this.#covered[p] ?? Number.NEGATIVE_INFINITY, endReadMs);
+          });
+          this.#updateLag(endBefore);
+          const findings = this.#tracker.settle(this.#now(), this.#coverage()).map((i) => chainFinding(i));
+          if (findings.length > 0) {
+            await this.#emitFindings(findings);
+            continue; // the findings are new records: not idle yet
+          }
+          // A hole being decided is declared (or filled) within the reorder window of catching up:
+          // idle() waits for the verdict, so a caller that appended a broken chain sees its finding.
+          if (this.#tracker.pendingCount > 0) continue;
+          for (const w of this.#idleWaiters.filter((x) => x.since <= pollStart)) {
+            this.#idleWaiters.splice(this.#idleWaiters.indexOf(w), 1);
+            w.resolve();
+          }
+          continue;
         }
-        for (const w of this.#idleWaiters.filter((x) => x.since <= pollStart)) {
-          this.#idleWaiters.splice(this.#idleWaiters.indexOf(w), 1);
-          w.resolve();
-        }
-        continue;
+        // Stage 1 of this batch runs while stage 2 of the previous one waits on the store.
+        const batch = await this.#prepare(records, endBefore, endReadMs);
+        await this.#finishStoring();
+        if (this.#aborted || this.#consumerClosed) break;
+        const storing = this.#store(consumer, batch);
+        // Awaited by the next #finishStoring; until then a rejection must not count as unhandled.
+        storing.catch(() => undefined);
+        this.#storing = storing;
       }
-      await this.#processBatch(consumer, records);
+      await this.#finishStoring();
+    } finally {
+      // An error of stage 1 (or of the poll) leaves stage 2 to finish before the consumer closes.
+      await this.#storing?.catch(() => undefined);
     }
   }
 
-  async #processBatch(consumer: LogConsumer, records: ConsumedRecord[]): Promise<void> {
+  async #finishStoring(): Promise<void> {
+    const storing = this.#storing;
+    if (storing === undefined) return;
+    try {
+      await storing;
+    } finally {
+      this.#storing = undefined;
+    }
+  }
+
+  /** How far every partition has been read in this run (chain-check.ts, LogCoverage). */
+  #coverage(): LogCoverage | undefined {
+    let through = Number.POSITIVE_INFINITY;
+    let all = true;
+    for (const c of this.#covered) {
+      if (c === null) all = false;
+      else if (c < through) through = c;
+    }
+    return through === Number.POSITIVE_INFINITY ? undefined : { throughMs: through, allPartitions: all };
+  }
+
+  /** Stage 1: decode, hash, rows, chain check, checkpoint signatures. No store or log I/O. */
+  async #prepare(records: readonly ConsumedRecord[], endBefore: readonly number[], endReadMs: number): Promise<PreparedBatch> {
     const t0 = this.#now();
     const rows: StoredEvent[] = [];
     const findings: WriterFinding[] = [];
     const checkpoints: { event: AnyAttestEvent; record: ConsumedRecord }[] = [];
+    const read = this.#read;
+    const covered = this.#covered;
     let undecodable = 0;
+    let firstAppendMs = Number.POSITIVE_INFINITY;
     for (const r of records) {
+      const p = r.partition;
+      if (r.appendTimeMs < firstAppendMs) firstAppendMs = r.appendTimeMs;
+      // Within a partition, records come in offset (and append) order.
+      if (read[p] === null || (read[p] as number) <= r.offset) read[p] = r.offset + 1;
+      if (covered[p] === null || (covered[p] as number) < r.appendTimeMs) covered[p] = r.appendTimeMs;
       let event: AnyAttestEvent;
       try {
         event = decodeEvent(r.value).event as AnyAttestEvent;
@@ -320,7 +425,9 @@ export class EvidenceWriter {
         findings.push(recordFinding('unstorable_event', r, err, m.eventId));
         continue;
       }
-      rows.push(row);
+      // Content events reach the store through the DLP content stage (DlpProcessor storeContent),
+      // redacted where it redacts; their chain is still checked here.
+      if (this.#o.leftToContentStage?.(event) !== true) rows.push(row);
       if (m.type === 'integrity.checkpoint') {
         if (this.#o.jwks !== undefined) checkpoints.push({ event, record: r });
         continue;
@@ -340,45 +447,64 @@ export class EvidenceWriter {
       );
       for (const i of issues) findings.push(chainFinding(i));
     }
-
-    const token = dedupToken(this.group, records);
-    let report = { events: 0, duplicates: 0 };
-    if (rows.length > 0) report = await this.#retrying('insert', () => this.#o.store.insertEvents(rows, token));
-    const queryableAt = this.#now();
-    let appendToQueryableMaxMs = 0;
-    for (const r of records) appendToQueryableMaxMs = Math.max(appendToQueryableMaxMs, queryableAt - r.appendTimeMs);
+    // A partition this run has read to the end offset read before the poll holds nothing older
+    // than that moment: it covers up to then even if it had no new records (an idle partition
+    // must not hold back the chain check's verdicts under load on the others).
+    endBefore.forEach((e, p) => {
+      const at = read[p];
+      if (at !== null && at !== undefined && at >= e && (covered[p] === null || (covered[p] as number) < endReadMs)) covered[p] = endReadMs;
+    });
 
     for (const c of checkpoints) {
       const f = await this.#verifyCheckpoint(c.event, c.record);
       if (f !== undefined) findings.push(f);
     }
-    for (const i of this.#tracker.settle(this.#now(), undefined)) findings.push(chainFinding(i));
-    if (findings.length > 0) await this.#emitFindings(findings);
+    // Findings ride with this batch: emitted after its rows (the events they name) are stored.
+    for (const i of this.#tracker.settle(this.#now(), this.#coverage())) findings.push(chainFinding(i));
+    return {
+      records,
+      rows,
+      findings,
+      undecodable,
+      checkpoints: checkpoints.length,
+      token: dedupToken(this.group, records),
+      positions: positionsAfter(records),
+      firstAppendMs,
+      t0,
+    };
+  }
 
-    const positions = positionsAfter(records);
-    const info: BatchInfo = { records: records.length, dedupToken: token, positions };
+  /** Stage 2: store, emit findings, commit; one batch at a time, in poll order. */
+  async #store(consumer: LogConsumer, b: PreparedBatch): Promise<void> {
+    let report = { events: 0, duplicates: 0 };
+    if (b.rows.length > 0) report = await this.#retrying('insert', () => this.#o.store.insertEvents(b.rows, b.token));
+    const appendToQueryableMaxMs = b.records.length > 0 ? Math.max(0, this.#now() - b.firstAppendMs) : 0;
+    if (b.findings.length > 0) await this.#emitFindings(b.findings);
+
+    const info: BatchInfo = { records: b.records.length, dedupToken: b.token, positions: b.positions };
     await this.#o.beforeCommit?.(info);
     if (this.#aborted || this.#consumerClosed) return;
-    await this.#retrying('commit', () => consumer.commit(positions));
-    for (const p of positions) this.#position[p.partition] = p.nextOffset;
-    this.#updateLag(await this.#o.log.endOffsets());
+    await this.#retrying('commit', () => consumer.commit(b.positions));
+    for (const p of b.positions) this.#position[p.partition] = p.nextOffset;
+    // The end offsets read before the latest poll: fresh enough for a gauge, and no extra request per batch.
+    this.#updateLag(this.#end);
 
     const stats: BatchStats = {
       ...info,
       events: report.events - report.duplicates,
       duplicates: report.duplicates,
-      undecodable,
-      findings: findings.length,
-      latencyMs: this.#now() - t0,
+      undecodable: b.undecodable,
+      findings: b.findings.length,
+      latencyMs: this.#now() - b.t0,
       appendToQueryableMaxMs,
     };
     const s = this.stats;
     s.batches++;
-    s.records += records.length;
+    s.records += b.records.length;
     s.eventsWritten += stats.events;
     s.duplicates += stats.duplicates;
-    s.undecodable += undecodable;
-    s.checkpointsVerified += checkpoints.length;
+    s.undecodable += b.undecodable;
+    s.checkpointsVerified += b.checkpoints;
     s.chainPending = this.#tracker.pendingCount;
     s.lastBatch = stats;
     this.#o.onBatch?.(stats);
@@ -473,19 +599,22 @@ export class EvidenceWriter {
         this.stats.lastError = err;
         this.#o.logger.warn({ code: (err as { code?: string }).code, what, delayMs: delay }, 'evidence writer: retriable failure, retrying');
         await new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            this.#wake = undefined;
-            resolve();
-          }, delay);
-          this.#wake = () => {
+          const wake = (): void => {
             clearTimeout(t);
+            this.#wakers.delete(wake);
             resolve();
           };
+          const t = setTimeout(wake, delay);
+          this.#wakers.add(wake);
         });
         if (this.#aborted) throw err;
         delay = Math.min(max, delay * 2);
       }
     }
+  }
+
+  #wakeAll(): void {
+    for (const w of [...this.#wakers]) w();
   }
 
   #updateLag(end: readonly number[]): void {

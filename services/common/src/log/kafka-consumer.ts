@@ -7,6 +7,13 @@
  * `fetchPos` (next offset to fetch), `delivered` (next offset after what poll() returned) and
  * `committed` (what the group has durably); a rebalance resets the first two to the third for the
  * newly assigned partitions and drops whatever was buffered.
+ *
+ * Read-ahead. Once a poll leaves fewer records buffered than it was asked for, the next fetch
+ * starts at once, so a steady consumer finds the next records already decoded instead of waiting
+ * a broker round trip per batch. An empty poll is truthful: while the last fetch said a partition
+ * holds more than was fetched (its high watermark, or last stable offset under read_committed),
+ * poll() keeps waiting for it past `maxWaitMs` rather than returning [], because callers (the
+ * evidence writer's chain check) take [] to mean "caught up".
  */
 import { ConnectionPool, Consumer, FetchIsolationLevels, ListOffsetTimestamps, type BaseOptions, type ClusterMetadata } from '@platformatic/kafka';
 import { closedError, type LogError } from './errors';
@@ -14,6 +21,9 @@ import { toLogError } from './kafka-errors';
 import type { ConsumedRecord, ConsumerPosition, LogConsumer } from './port';
 import { checkPollArgs, nextCommitted } from './record';
 import { Waiters } from './waiters';
+
+/** Headers of a record that has none: shared, never written. */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** Longest single broker-side fetch wait; a longer poll() issues several. */
 export const DEFAULT_MAX_FETCH_WAIT_MS = 5_000;
@@ -54,6 +64,8 @@ export class KafkaConsumer implements LogConsumer {
   private readonly delivered: number[];
   private committed: number[];
   private readonly buffered: ConsumedRecord[][];
+  /** Per partition: the end the broker reported with the last fetch (records at or past fetchPos exist below it). */
+  private readonly fetchableEnd: number[];
   private readonly inflight = new Set<number>();
   private fetchError: LogError | undefined;
   /** A failed (re)join or reassignment: reported by the next poll, which also starts the recovery. */
@@ -119,6 +131,7 @@ export class KafkaConsumer implements LogConsumer {
     this.delivered = Array.from({ length: this.n }, () => 0);
     this.committed = Array.from({ length: this.n }, () => 0);
     this.buffered = Array.from({ length: this.n }, () => []);
+    this.fetchableEnd = Array.from({ length: this.n }, () => 0);
   }
 
   /** Joins the group and fixes its starting positions (committing them for a new group). */
@@ -219,6 +232,7 @@ export class KafkaConsumer implements LogConsumer {
     for (const p of assigned) {
       this.fetchPos[p] = this.committed[p]!;
       this.delivered[p] = this.committed[p]!;
+      this.fetchableEnd[p] = 0;
     }
     this.waiters.wakeAll();
   }
@@ -237,17 +251,36 @@ export class KafkaConsumer implements LogConsumer {
         throw error;
       }
       const out = this.take(maxRecords);
-      if (out.length > 0) return out;
+      if (out.length > 0) {
+        // Read ahead: the next poll's records are fetched and decoded while the caller works.
+        if (this.bufferedCount() < maxRecords) this.startFetches(this.maxFetchWaitMs);
+        return out;
+      }
       if (this.fetchError !== undefined) {
         const err = this.fetchError;
         this.fetchError = undefined;
         throw err;
       }
       const remaining = deadline - Date.now();
-      this.startFetches(Math.max(0, Math.min(remaining, this.maxFetchWaitMs)));
-      if (remaining <= 0) return [];
-      await this.waiters.wait(remaining);
+      const behind = this.knownBehind();
+      // Caught up, the long poll may wait the whole poll; behind, a fetch returns at once anyway.
+      this.startFetches(Math.max(0, Math.min(behind ? this.maxFetchWaitMs : remaining, this.maxFetchWaitMs)));
+      if (remaining <= 0 && !behind) return [];
+      // Records known to exist are on their way: wait for them, not for the caller's deadline.
+      await this.waiters.wait(behind ? this.maxFetchWaitMs : remaining);
     }
+  }
+
+  private bufferedCount(): number {
+    let n = 0;
+    for (const p of this.assigned) n += this.buffered[p]!.length;
+    return n;
+  }
+
+  /** Whether the last fetch of an assigned partition reported records past what has been fetched. */
+  private knownBehind(): boolean {
+    for (const p of this.assigned) if (this.fetchPos[p]! < this.fetchableEnd[p]!) return true;
+    return false;
   }
 
   /** Up to max buffered records, round-robin over partitions so none starves. */
@@ -343,11 +376,19 @@ export class KafkaConsumer implements LogConsumer {
             for (const r of batch.records) {
               const offset = Number(batch.firstOffset) + r.offsetDelta;
               if (offset < next) continue;
-              const headers: Record<string, string> = {};
-              for (const [k, v] of r.headers) headers[k?.toString('utf8') ?? ''] = v?.toString('utf8') ?? '';
+              let headers: Record<string, string> = NO_HEADERS;
+              if (r.headers.length > 0) {
+                headers = {};
+                for (const [k, v] of r.headers) headers[k?.toString('utf8') ?? ''] = v?.toString('utf8') ?? '';
+              }
+              const v = r.value;
               this.buffered[p]!.push({
                 key: r.key?.toString('utf8') ?? '',
-                value: new Uint8Array(r.value ?? Buffer.alloc(0)),
+                // A view, not a copy: the client's record bytes are its own fresh memory (a socket
+                // read or a decompression output, never reused), so the copy bought nothing and
+                // cost an allocation per record. The view keeps its fetch response alive only as
+                // long as the record itself.
+                value: v === undefined || v === null ? new Uint8Array(0) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength),
                 headers,
                 partition: p,
                 offset,
@@ -359,6 +400,10 @@ export class KafkaConsumer implements LogConsumer {
           next = Math.max(next, Number(batch.firstOffset) + batch.lastOffsetDelta + 1);
         }
         this.fetchPos[p] = next;
+        // read_committed reads up to the last stable offset; -1 when the broker does not say.
+        // A partition-level error says nothing about what is there: do not wait on it.
+        const lso = Number(part.lastStableOffset);
+        this.fetchableEnd[p] = part.errorCode !== 0 ? 0 : lso >= 0 ? lso : Number(part.highWatermark);
       }
     }
   }

@@ -10,10 +10,11 @@
  *
  * Insert path, per batch (serialized within this process, like the embedded store):
  *   1. ids already stored in the batch's time window (the re-batching guard; first write wins),
+ *      for events and, in the same query, for PAN sightings (checked on their own table),
  *   2. the fresh rows as one RowBinary INSERT with `insert_deduplication_token` derived from the
  *      caller's token and the ids, so a redelivered batch is dropped by the engine itself (the
- *      tables keep `non_replicated_deduplication_window`, 001_events.sql),
- *   3. the same for PAN sightings, checked on their own table.
+ *      tables keep `non_replicated_deduplication_window`, 001_events.sql); the sightings' INSERT
+ *      runs alongside it (each table is checked on its own, so either may land first).
  * Optional async inserts (`asyncInsert`) always wait for the flush (`wait_for_async_insert=1`):
  * insertEvents resolves only once rows are durable, which the log's commit relies on.
  * Design and what the tests cover: docs/evidence-store.md, "Server adapter".
@@ -66,6 +67,8 @@ export interface ClickHouseServerStoreOptions {
 }
 
 const ENCODE_SLICE_ROWS = 512;
+/** ClickHouse's default max_query_size (bytes of statement the parser reads). */
+const MAX_QUERY_SIZE_DEFAULT = 262_144;
 const PARSE_SLICE_ROWS = 2_048;
 const RESULT_FORMAT = 'JSONCompactEachRowWithNamesAndTypes';
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -285,52 +288,57 @@ export class ClickHouseServerStore implements EvidenceStore {
       if (e.timeUs < lo) lo = e.timeUs;
       if (e.timeUs > hi) hi = e.timeUs;
     }
+    const withSightings = batch.filter((e) => e.panSightings.length > 0);
     // A malformed row fails its encoding, before the INSERT that would carry it.
-    const existing = this.#dedupById ? await this.#existingIds('events', batch, lo, hi) : new Set<string>();
-    const fresh = existing.size === 0 ? batch : batch.filter((e) => !existing.has(e.eventId.toLowerCase()));
-    if (fresh.length > 0) {
-      const body = await this.#encode(fresh, writeEventRow);
-      await this.#insertRows('events', EVENT_COLUMN_LIST, body, engineToken(dedupToken, 'events', fresh));
-    }
+    const stored = this.#dedupById ? await this.#existingIds(batch, withSightings, lo, hi) : { events: new Set<string>(), sightings: new Set<string>() };
+    const fresh = stored.events.size === 0 ? batch : batch.filter((e) => !stored.events.has(e.eventId.toLowerCase()));
     // Sightings are checked on their own table: a crash between the two inserts leaves events
     // stored without their sightings, and the redelivery must complete them.
-    const withSightings = batch.filter((e) => e.panSightings.length > 0);
-    let sightings: PanSighting[] = [];
-    if (withSightings.length > 0) {
-      const sighted = this.#dedupById ? await this.#existingIds('pan_sightings', withSightings, lo, hi) : new Set<string>();
-      sightings = withSightings.filter((e) => !sighted.has(e.eventId.toLowerCase())).flatMap((e) => e.panSightings);
-      if (sightings.length > 0) {
-        const body = await this.#encode(sightings, writeSightingRow);
-        await this.#insertRows('pan_sightings', SIGHTING_COLUMN_LIST, body, engineToken(dedupToken, 'pan_sightings', sightings));
-      }
+    const sightings = withSightings.filter((e) => !stored.sightings.has(e.eventId.toLowerCase())).flatMap((e) => e.panSightings);
+    const inserts: Promise<void>[] = [];
+    if (fresh.length > 0) {
+      const body = await this.#encode(fresh, writeEventRow);
+      inserts.push(this.#insertRows('events', EVENT_COLUMN_LIST, body, engineToken(dedupToken, 'events', fresh)));
     }
+    if (sightings.length > 0) {
+      const body = await this.#encode(sightings, writeSightingRow);
+      inserts.push(this.#insertRows('pan_sightings', SIGHTING_COLUMN_LIST, body, engineToken(dedupToken, 'pan_sightings', sightings)));
+    }
+    // Both requests run at once (the engine does the work); both are settled before the next batch starts.
+    const settled = await Promise.allSettled(inserts);
+    for (const r of settled) if (r.status === 'rejected') throw r.reason;
     return { events: batch.length, duplicates: batch.length - fresh.length, sightings: sightings.length };
   }
 
-  async #existingIds(table: 'events' | 'pan_sightings', rows: readonly StoredEvent[], lo: number, hi: number): Promise<Set<string>> {
-    // The ids travel as one bound Array(UUID); past the URL budget the client sends them in a
-    // multipart body (use_multipart_params_auto), so a batch of any size is one request.
+  /**
+   * The batch's ids already in `events`, and those of `sighted` already in `pan_sightings`, in one
+   * query. The ids are written into the statement as UUID literals, checked character by
+   * character first (hex digits and dashes only): binding 5 000 of them as an Array(UUID)
+   * parameter cost the client ≈ 1.4 µs per id to escape, and the engine as much again to parse.
+   */
+  async #existingIds(rows: readonly StoredEvent[], sighted: readonly StoredEvent[], lo: number, hi: number): Promise<{ events: Set<string>; sightings: Set<string> }> {
+    const window = `time >= fromUnixTimestamp64Micro(toInt64(${lo}), 'UTC') AND time <= fromUnixTimestamp64Micro(toInt64(${hi}), 'UTC')`;
+    let query = `SELECT 'e', toString(event_id) FROM events WHERE ${window} AND event_id IN (${uuidList(rows)})`;
+    if (sighted.length > 0) query += ` UNION ALL SELECT DISTINCT 's', toString(event_id) FROM pan_sightings WHERE ${window} AND event_id IN (${uuidList(sighted)})`;
     let text: string;
     try {
-      const r = await this.#writer.query({
-        query:
-          `SELECT DISTINCT toString(event_id) FROM ${table} ` +
-          "WHERE time >= fromUnixTimestamp64Micro({lo:Int64}, 'UTC') AND time <= fromUnixTimestamp64Micro({hi:Int64}, 'UTC') AND event_id IN {ids:Array(UUID)}",
-        query_params: { lo, hi, ids: rows.map((e) => e.eventId) },
-        format: 'TabSeparated',
-      });
+      // The parser's limit (max_query_size, 256 KiB by default) counts the literal list: ≈ 6 800 ids.
+      const settings: ClickHouseSettings = query.length > MAX_QUERY_SIZE_DEFAULT ? { max_query_size: String(query.length + 1024) } : {};
+      const r = await this.#writer.query({ query, format: 'TabSeparated', clickhouse_settings: settings });
       text = await r.text();
     } catch (err) {
       throw this.error(err, 'looking up stored events');
     }
-    const ids = new Set<string>();
+    const events = new Set<string>();
+    const sightings = new Set<string>();
     for (let at = 0; at < text.length; ) {
       const nl = text.indexOf('\n', at);
       const end = nl < 0 ? text.length : nl;
-      if (end > at) ids.add(text.slice(at, end));
+      // `e\t<uuid>` or `s\t<uuid>`
+      if (end > at + 2) (text.charCodeAt(at) === 101 ? events : sightings).add(text.slice(at + 2, end));
       at = end + 1;
     }
-    return ids;
+    return { events, sightings };
   }
 
   async #encode<T>(rows: readonly T[], write: (w: RowBinaryWriter, row: T) => void): Promise<Buffer> {
@@ -385,6 +393,20 @@ function engineToken(dedupToken: string, table: string, rows: readonly { readonl
   const h = createHash('sha256').update(table).update('\0').update(dedupToken).update('\0');
   h.update(rows.map((r) => r.eventId).join(','));
   return h.digest('hex');
+}
+
+/** UUID text: hex digits and dashes in their places, nothing else (checked before it enters a statement). */
+const UUID_TEXT = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/** `'id','id',…` for an IN list; refuses anything that is not UUID text (nothing else reaches the statement). */
+function uuidList(rows: readonly { readonly eventId: string }[]): string {
+  const ids = new Array<string>(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const id = (rows[i] as { eventId: string }).eventId;
+    if (!UUID_TEXT.test(id)) throw new StoreError('store_row_invalid', 'eventId is not a UUID', { where: 'eventId' });
+    ids[i] = id;
+  }
+  return `'${ids.join("','")}'`;
 }
 
 function checkParams(params: QueryParams): void {

@@ -261,7 +261,10 @@ export function payloadJson(payload: unknown): string {
 
 function jsonSafe(v: unknown): unknown {
   if (v === null || typeof v !== 'object') return v;
-  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
+  if (v instanceof Uint8Array) {
+    // The Avro decoder hands out Buffers: no view to build for them (one object fewer per digest).
+    return Buffer.isBuffer(v) ? v.toString('hex') : Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
+  }
   if (Array.isArray(v)) return v.map(jsonSafe);
   const out: Record<string, unknown> = {};
   for (const k of Object.keys(v)) out[k] = jsonSafe((v as Record<string, unknown>)[k]);
