@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import type { AttestConfig, MaskingAction, RouteName } from '../../common/src/config';
 import { AuthError, type Principal, type TokenVerifier } from '../../common/src/identity';
 import { errorBody, errorEvent, gatewayError, type GatewayError } from './anthropic-errors';
-import { findPans, maskPans } from '../../common/src/masking';
+import { maskPans } from '../../common/src/masking';
+import { containsPan } from '../../common/src/events';
 import { maskJson, type Direction, type LocatedHit } from './mask-json';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics';
 import { decideModelCall, decideRoute, grantFor, modelMatches, type CallerGrant } from './policy';
@@ -407,7 +408,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
    * it, a refused body, a PAN in a JSON key), the digest is over the text with every card number
    * masked by the text masker. A full scan of the body: ~1 µs per KB of prose.
    */
-  const evidenceDigest = (text: string): Buffer => (findPans(text).length > 0 ? sha256(maskPans(text, format).text) : sha256(text));
+  // containsPan is findPans(text).length > 0 behind its necessary-condition prefilter, and it
+  // remembers the last clean long text, so requestContent and the encoder's guard of the same body
+  // do not scan it again.
+  const evidenceDigest = (text: string): Buffer => (containsPan(text) ? sha256(maskPans(text, format).text) : sha256(text));
 
   const admittedFacts = (request: FastifyRequest, a: Admitted): AdmittedFacts => {
     const raw = request.rawBody ?? '';
@@ -958,15 +962,50 @@ function upstreamFailure(err: unknown, metrics: GatewayMetrics): GatewayError {
   return gatewayError(502, 'api_error', 'upstream_unreachable', 'the upstream API could not be reached');
 }
 
-async function readLimited(body: AsyncIterable<Buffer | Uint8Array>, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > limit) throw new Error(`upstream response larger than ${limit} bytes`);
-    chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
-  }
-  return Buffer.concat(chunks).toString('utf8');
+/**
+ * The whole upstream body as text, refusing more than `limit` bytes. Read with 'data' events rather
+ * than `for await` (whose async iterator costs a generator and promises per body). Rejects, like the
+ * iterator did, on a stream error (an abort) and on a close before the end.
+ */
+function readLimited(body: NodeJS.ReadableStream & { destroy(err?: Error): void; destroyed?: boolean; errored?: Error | null }, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    // Already torn down (an abort that landed first): its 'error' and 'close' may be gone.
+    if (body.destroyed) {
+      reject(body.errored ?? Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      body.off('data', onData);
+      reject(err);
+    };
+    const onData = (chunk: Buffer | Uint8Array | string) => {
+      const b = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+      size += b.length;
+      if (size > limit) {
+        const err = new Error(`upstream response larger than ${limit} bytes`);
+        fail(err);
+        body.destroy(err);
+        return;
+      }
+      chunks.push(b);
+    };
+    body.on('data', onData);
+    body.once('error', (err: Error) => fail(err));
+    body.once('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8'));
+    });
+    // 'close' follows 'end' on every body: build the error only for a body that closed early.
+    body.once('close', () => {
+      if (!settled) fail(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    });
+  });
 }
 
 function waitDrain(out: NodeJS.WritableStream & { destroyed?: boolean }): Promise<void> {

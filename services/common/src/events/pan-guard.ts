@@ -18,8 +18,14 @@ import { findPans } from '../masking';
  * only make it say yes. Ids, UUIDs, URLs and ordinary prose fail it without reaching the engine.
  */
 function mayHoldPan(text: string): boolean {
-  return MAY_HOLD_PAN.test(text);
+  // Short strings (ids, names, addresses: most of an event's strings) go through the loop: a
+  // RegExp call costs ≈ 150 ns on a digit-dense 36-character id, the loop ≈ 50 ns. Long ones
+  // (content) through the native expression. Both compute the same condition.
+  return text.length <= SHORT_STRING ? mayHoldPanSlow(text) : MAY_HOLD_PAN.test(text);
 }
+
+/** Up to this length `mayHoldPan` uses the loop (measured crossover on ids vs prose). */
+const SHORT_STRING = 48;
 
 /**
  * The same condition as one regular expression, which V8 runs as native code (≈ 1 GB/s on prose,
@@ -56,8 +62,18 @@ export const mayHoldPanFast = mayHoldPan;
 
 /** True when the masking engine finds a PAN in `text`. */
 export function containsPan(text: string): boolean {
-  return text.length >= 13 && mayHoldPan(text) && findPans(text).length > 0;
+  if (text.length < 13) return false;
+  // The same long text is often asked about several times in a row (a request body: its evidence
+  // digest, its kept content, the encoder's guard of that content). The answer depends only on the
+  // characters, so the last long text found clean is remembered (one slot, compared by value).
+  if (text.length > SHORT_STRING && text === lastCleanLong) return false;
+  const found = mayHoldPan(text) && findPans(text).length > 0;
+  if (!found && text.length > SHORT_STRING) lastCleanLong = text;
+  return found;
 }
+
+/** The last string longer than SHORT_STRING that `containsPan` found clean. */
+let lastCleanLong: string | undefined;
 
 /**
  * Paths of the strings in `value` that contain a PAN (never the strings themselves, so the path can

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { findPans } from '../masking';
 import { fixtureId } from './fixtures';
-import { containsPan, findPanCandidates } from './pan-guard';
+import { containsPan, findPanCandidates, mayHoldPanFast, mayHoldPanSlow } from './pan-guard';
 import { breakLuhn, groupDigits, luhnNumber } from './testing';
 
 const visa16 = luhnNumber('4', 16, '0');
@@ -60,6 +60,31 @@ describe('containsPan', () => {
         expect(containsPan(`${a}${l}${digits}${r}${b}`)).toBe(true);
       }),
     );
+  });
+});
+
+describe('mayHoldPan (the prefilter)', () => {
+  it('the fast form (loop for short strings, regular expression for long ones) equals the reference loop at every length', () => {
+    const chars = fc.constantFrom(...'0123456789 -+._abcXYZ:/\n\u00a0\u200b\u00ad\uff14\u0664é'.split(''));
+    fc.assert(
+      fc.property(fc.array(chars, { minLength: 0, maxLength: 120 }), (cs) => {
+        const text = cs.join('');
+        expect(mayHoldPanFast(text)).toBe(mayHoldPanSlow(text));
+      }),
+      { numRuns: 5_000 },
+    );
+  });
+
+  it('answers a repeated long text by value, clean or not', () => {
+    const clean = 'lorem ipsum 2025-11-25 dolor sit amet '.repeat(10);
+    expect(containsPan(clean)).toBe(false);
+    expect(containsPan(clean)).toBe(false);
+    // Same characters, another string object: still clean.
+    expect(containsPan(clean.slice(0, 10) + clean.slice(10))).toBe(false);
+    const dirty = `${clean}${visa16}`;
+    expect(containsPan(dirty)).toBe(true);
+    expect(containsPan(dirty)).toBe(true);
+    expect(containsPan(clean)).toBe(false);
   });
 });
 

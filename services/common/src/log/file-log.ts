@@ -3,6 +3,7 @@
  * partitions by key hash, durable consumer-group offsets and safe retention. See docs/event-log.md.
  */
 import { Waiters } from './waiters';
+import { constants as fsConstants, writev as writevCb } from 'node:fs';
 import { mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { closedError, LogError } from './errors';
@@ -51,7 +52,12 @@ export interface FileLogOptions {
   };
   /** Clock for append times and retention. Default Date.now. */
   readonly now?: () => number;
-  /** Makes a segment durable. Default fdatasync; replaced only to inject faults in tests. */
+  /**
+   * Makes a segment durable. Default: the active segment is opened with O_DSYNC, so each write
+   * returns only once its bytes (and the file size) are on stable storage — fdatasync's guarantee
+   * in the same syscall, one thread-pool round trip per flush instead of two. Given, it is called
+   * after each write instead (and O_DSYNC is not used); replaced only to inject faults in tests.
+   */
   readonly syncFile?: (fh: FileHandle) => Promise<void>;
 }
 
@@ -162,6 +168,8 @@ export class FileEventLog implements EventLog {
       requiredGroups: readonly string[];
       now: () => number;
       syncFile: (fh: FileHandle) => Promise<void>;
+      /** Durable writes through O_DSYNC (no separate fdatasync). */
+      dsync: boolean;
     },
   ) {
     this.partitionCount = parts.length;
@@ -188,6 +196,7 @@ export class FileEventLog implements EventLog {
       requiredGroups: options.retention?.requiredGroups ?? [],
       now: options.now ?? Date.now,
       syncFile: options.syncFile ?? ((fh: FileHandle) => fh.datasync()),
+      dsync: durability === 'fsync' && options.syncFile === undefined,
     };
     for (const g of opts.requiredGroups) checkGroupName(g);
     if (options.partitions !== undefined) positiveInt('partitions', options.partitions, 1);
@@ -199,7 +208,7 @@ export class FileEventLog implements EventLog {
     try {
       const partitionCount = await loadOrCreateMeta(dir, options.partitions);
       const recovery: RecoveryReport[] = [];
-      for (let p = 0; p < partitionCount; p++) opened.push(await loadPartition(dir, p, opts.now, recovery));
+      for (let p = 0; p < partitionCount; p++) opened.push(await loadPartition(dir, p, opts.now, recovery, opts.dsync));
       const groups = await loadGroups(dir, partitionCount);
       const log = new FileEventLog(dir, opened, groups, recovery, lock, opts);
       for (const [g, offsets] of groups) {
@@ -445,9 +454,11 @@ export class FileEventLog implements EventLog {
     if (part.writtenBytes > 0 && part.writtenBytes + total > this.opts.segmentBytes) await this.roll(part, base);
     const pos = part.writtenBytes;
     try {
+      // With O_DSYNC (the default) the write itself is the sync: it returns once durable.
       await writeAll(part.fh, [encodeBatchHeader(base, frames.length, recordsBytes), ...frames], pos);
       part.writtenBytes = pos + total;
-      if (this.opts.durability === 'fsync') {
+      if (this.opts.dsync) this.stats.syncs++;
+      else if (this.opts.durability === 'fsync') {
         await this.syncFile(part.fh);
         this.stats.syncs++;
       }
@@ -462,7 +473,7 @@ export class FileEventLog implements EventLog {
 
   private async roll(part: PartitionState, base: number): Promise<void> {
     const path = join(part.dir, segmentFileName(base));
-    const fh = await open(path, 'wx');
+    const fh = await open(path, this.opts.dsync ? WRITE_NEW_DSYNC : 'wx');
     try {
       // The new file's directory entry must be durable before records in it are acknowledged.
       await syncDir(part.dir);
@@ -624,11 +635,22 @@ function unavailable(message: string, cause: unknown): LogError {
   });
 }
 
+/** Open flags of an active segment written with O_DSYNC: as 'wx' (a new segment) and 'r+' (reopened). */
+const WRITE_NEW_DSYNC = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_DSYNC;
+const READ_WRITE_DSYNC = fsConstants.O_RDWR | fsConstants.O_DSYNC;
+
+/** fs.writev on the handle's descriptor: one callback instead of FileHandle's promise machinery (measurably cheaper per flush). */
+function writevAt(fh: FileHandle, bufs: Buffer[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    writevCb(fh.fd, bufs, position, (err, bytesWritten) => (err ? reject(err) : resolve(bytesWritten)));
+  });
+}
+
 async function writeAll(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {
   let bufs = buffers;
   let pos = position;
   for (;;) {
-    const { bytesWritten } = await fh.writev(bufs, pos);
+    const bytesWritten = await writevAt(fh, bufs, pos);
     pos += bytesWritten;
     let skip = bytesWritten;
     while (bufs.length > 0 && skip >= bufs[0]!.length) {
@@ -689,7 +711,7 @@ async function loadOrCreateMeta(dir: string, requested: number | undefined): Pro
   return partitions;
 }
 
-async function loadPartition(dir: string, index: number, now: () => number, recovery: RecoveryReport[]): Promise<PartitionState> {
+async function loadPartition(dir: string, index: number, now: () => number, recovery: RecoveryReport[], dsync: boolean): Promise<PartitionState> {
   const pdir = join(dir, `p${index}`);
   await mkdir(pdir, { recursive: true });
   const names = (await readdir(pdir)).filter((n) => SEGMENT_FILE.test(n)).sort();
@@ -707,7 +729,7 @@ async function loadPartition(dir: string, index: number, now: () => number, reco
   }
   const last = segments[segments.length - 1]!;
   const rec = await recoverSegment(last.path, last.baseOffset, index);
-  const fh = await open(last.path, 'r+');
+  const fh = await open(last.path, dsync ? READ_WRITE_DSYNC : 'r+');
   if (rec.tornReason !== undefined) {
     await fh.truncate(rec.validBytes);
     await fh.datasync();
