@@ -545,6 +545,57 @@ describe('verification of the store (PCI DSS 10.3.4)', () => {
   });
 });
 
+describe('tampering with the store: deleted, inserted and reordered events are named (PCI DSS 10.3.4)', () => {
+  type Report = { ok: boolean; findings: { code: string; producer: string; eventIds: string[]; sequences: { from: number; to: number } | null; detail: string }[] };
+  const report = async () => (await (await get('/v1/verify')).json()) as Report;
+  /** The engine's mutation path (the store's port has none: PCI DSS 10.3.2), as an insider would use it. */
+  const mutate = (sql: string, params: Record<string, string>) => store.query(`${sql} SETTINGS mutations_sync = 2`, params).catch(() => undefined);
+  const stored = async (id: string) => Number((await store.query('SELECT count() FROM events WHERE event_id = {id:UUID}', { id })).rows[0]![0]);
+
+  it('a deleted event: verify names its sequence as deleted and the CLI exits non-zero', async () => {
+    const victim = byRequest.get('req_2')!.find((e) => e.metadata.type === 'policy.decided')!;
+    await mutate('ALTER TABLE events DELETE WHERE event_id = {id:UUID}', { id: victim.metadata.eventId });
+    expect(await stored(victim.metadata.eventId)).toBe(0);
+    const r = await report();
+    expect(r.ok).toBe(false);
+    const seq = { from: victim.metadata.sequence, to: victim.metadata.sequence };
+    expect(r.findings).toContainEqual(expect.objectContaining({ code: 'deleted', producer: 'gateway-test', sequences: seq }));
+    const human = io();
+    expect(await verify([], human)).toBe(1);
+    expect(human.out()).toMatch(new RegExp(`DELETED gateway-test .*sequence ${victim.metadata.sequence}\\b`));
+  });
+
+  it('an inserted event (a well-formed copy under a new id claiming a taken position): verify names exactly that event', async () => {
+    const model = byRequest.get('req_1')!.find((e) => e.metadata.type === 'gateway.request.forwarded')!;
+    const forgedId = '01963e3c-8f2a-7b41-9c3d-5a6b7c8d9e0f';
+    const forged = { ...model, metadata: { ...model.metadata, eventId: forgedId }, actor: { ...model.actor, subject: 'mallory' } } as AnyAttestEvent;
+    const bytes = encodeEvent(forged);
+    await store.insertEvents([toStoredEvent(forged as unknown as AttestEvent, bytes, createHash('sha256').update(bytes).digest())], `tamper:${++insertRound}`);
+    expect(await stored(forgedId)).toBe(1);
+    const r = await report();
+    expect(r.findings).toContainEqual(expect.objectContaining({ code: 'inserted', eventIds: [forgedId], sequences: { from: model.metadata.sequence, to: model.metadata.sequence } }));
+    // The genuine event at that position is not blamed.
+    expect(r.findings.some((f) => f.eventIds.includes(model.metadata.eventId))).toBe(false);
+    const j = io();
+    expect(await verify(['--format', 'json'], j)).toBe(1);
+    expect((JSON.parse(j.out()) as Report).findings.some((f) => f.code === 'inserted' && f.eventIds[0] === forgedId)).toBe(true);
+  });
+
+  it('a reordered event (deleted and stored again, byte for byte, after later ones): named as reordered, content intact', async () => {
+    const victim = byRequest.get('req_4')!.find((e) => e.metadata.type === 'gateway.request.received')!;
+    const original = (await readLog()).find((r) => r.event.metadata.eventId === victim.metadata.eventId)!;
+    await mutate('ALTER TABLE events DELETE WHERE event_id = {id:UUID}', { id: victim.metadata.eventId });
+    await store.insertEvents([toStoredEvent(original.event as AttestEvent, original.bytes, createHash('sha256').update(original.bytes).digest())], `tamper:${++insertRound}`);
+    expect(await stored(victim.metadata.eventId)).toBe(1);
+    const r = await report();
+    expect(r.findings).toContainEqual(expect.objectContaining({ code: 'reordered', eventIds: [victim.metadata.eventId], detail: expect.stringMatching(/content and chain position are intact/) }));
+    expect(r.findings.some((f) => f.code === 'altered' && f.eventIds.includes(victim.metadata.eventId))).toBe(false);
+    const human = io();
+    expect(await verify([], human)).toBe(1);
+    expect(human.out()).toContain(`REORDERED gateway-test`);
+  });
+});
+
 describe('the attest auditor commands', () => {
   it('evidence query: lists the catalog, runs a query in each format, names an unknown query and lists the known ones', async () => {
     const list = io();
