@@ -121,15 +121,6 @@ export async function startProcessors(ctx: RoleContext): Promise<RunningProcesso
     // Approvals: a book folded from the evidence log; expiries and notifications.
     const approvalsProducer = `approvals-${hostname()}`;
     const approvalsRt = await openProducer(ctx, closer, 'approvals', approvalsProducer);
-    const approvals = await ApprovalService.start({
-      log: backbone.log,
-      group: `approvals-${randomUUID()}`,
-      emitter: approvalsRt.emitter,
-      publisher: new ControlPublisher(backbone.controlLog, approvalsRt.keyring),
-      producerId: approvalsProducer,
-      logger,
-    });
-    closer.add(() => approvals.stop());
     const notify = config.approvals.notify;
     const notifier = notify.webhook
       ? new WebhookNotifier({
@@ -139,14 +130,24 @@ export async function startProcessors(ctx: RoleContext): Promise<RunningProcesso
           consoleUrl: `${(notify.consoleUrl ?? config.console.reviewer?.publicUrl ?? `http://${config.console.host}:${config.console.port}`).replace(/\/$/, '')}/reviewer`,
         })
       : undefined;
-    const approvalsProcessor = await ApprovalsProcessor.start({ service: approvals, logger, ...(notifier ? { notifier } : {}) });
-    closer.add(() => approvalsProcessor.stop());
+    const startApprovals = async (): Promise<ApprovalService> => {
+      const approvals = await ApprovalService.start({
+        log: backbone.log,
+        group: `approvals-${randomUUID()}`,
+        emitter: approvalsRt.emitter,
+        publisher: new ControlPublisher(backbone.controlLog, approvalsRt.keyring),
+        producerId: approvalsProducer,
+        logger,
+      });
+      closer.add(() => approvals.stop());
+      const approvalsProcessor = await ApprovalsProcessor.start({ service: approvals, logger, ...(notifier ? { notifier } : {}) });
+      closer.add(() => approvalsProcessor.stop());
+      return approvals;
+    };
 
     // Risk: signals and findings per identity; suspensions go to every gateway on the control log.
     const riskRt = await openProducer(ctx, closer, 'risk', `risk-${hostname()}`);
     const risk = new RiskProcessor({ log: backbone.log, emitter: riskRt.emitter, publisher: new ControlPublisher(backbone.controlLog, riskRt.keyring), policy: config.risk, logger });
-    await risk.start();
-    closer.add(() => risk.stop());
 
     // DLP beyond PAN: derived data.masked (provenance), data security findings, and the content
     // stage of the store (the redacted copy where it redacted, attested by its data.masked).
@@ -161,8 +162,17 @@ export async function startProcessors(ctx: RoleContext): Promise<RunningProcesso
         await store.insertEvents(rows.map((r) => toStoredEvent(r.event as unknown as AttestEvent, r.bytes, r.hash, r.redactedBy)), token);
       },
     });
-    await dlp.start();
-    closer.add(() => dlp.stop());
+
+    // The approval book, the risk book and the DLP book are each rebuilt from the log on a consumer
+    // of their own: read at the same time, a restart takes the longest of them, not their sum.
+    // Settled together, so a failure of one closes all that started.
+    const [approvalsStarted, riskStarted, dlpStarted] = await Promise.allSettled([
+      startApprovals(),
+      risk.start().then(() => closer.add(() => risk.stop())),
+      dlp.start().then(() => closer.add(() => dlp.stop())),
+    ]);
+    for (const s of [approvalsStarted, riskStarted, dlpStarted]) if (s.status === 'rejected') throw s.reason;
+    const approvals = (approvalsStarted as PromiseFulfilledResult<ApprovalService>).value;
     return { writer, dlp, approvals, risk, close: () => closer.close() };
   } catch (err) {
     await closer.close();

@@ -120,6 +120,9 @@ const DLP_FINDING_PREFIX = 'dlp-';
 /** How many handled original ids are remembered for dedupe beyond the uncommitted stretch. */
 export const RECENT_CAP = 65_536;
 
+/** Records per poll while rebuilding: the replay only folds (no outputs), so it reads in large batches. */
+const REPLAY_BATCH = 10_000;
+
 export interface DlpProcessorOptions {
   /** The evidence log: read as `group`, and where the outputs go (through `emitter`). */
   readonly log: EventLog;
@@ -579,7 +582,7 @@ export class DlpProcessor {
     try {
       for (;;) {
         const ends = await log.endOffsets();
-        const batch = await probe.poll(this.#maxBatch, Math.min(this.#maxWait, 50));
+        const batch = await probe.poll(REPLAY_BATCH, Math.min(this.#maxWait, 50));
         if (batch.length === 0) {
           ends.forEach((e, p) => {
             if (committed[p] === null) committed[p] = e;
@@ -613,7 +616,7 @@ export class DlpProcessor {
         const reached = new Array<number>(n).fill(0);
         const done = () => reached.every((r, p) => r >= (until[p] ?? 0));
         while (!done()) {
-          const batch = await reader.poll(this.#maxBatch, this.#maxWait);
+          const batch = await reader.poll(REPLAY_BATCH, this.#maxWait);
           if (this.#life.stopping) throw new Error('dlp processor stopping');
           for (const r of batch) {
             reached[r.partition] = Math.max(reached[r.partition] ?? 0, r.offset + 1);

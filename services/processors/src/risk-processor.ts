@@ -56,6 +56,9 @@ import type { RiskEvent } from './risk/state';
 
 export const RISK_PROCESSOR_GROUP = 'risk';
 
+/** Records per poll while rebuilding: the replay only folds (no outputs), so it reads in large batches. */
+const REPLAY_BATCH = 10_000;
+
 export interface RiskProcessorOptions {
   /** The evidence log: read as `group`, and where the outputs go (through `emitter`). */
   readonly log: EventLog;
@@ -319,7 +322,7 @@ export class RiskProcessor {
     try {
       for (;;) {
         const ends = await log.endOffsets();
-        const batch = await probe.poll(this.#maxBatch, Math.min(this.#maxWait, 50));
+        const batch = await probe.poll(REPLAY_BATCH, Math.min(this.#maxWait, 50));
         if (batch.length === 0) {
           ends.forEach((e, p) => {
             if (committed[p] === null) committed[p] = e;
@@ -347,7 +350,7 @@ export class RiskProcessor {
         const reached = new Array<number>(n).fill(0);
         const done = () => reached.every((r, p) => r >= (until[p] ?? 0));
         while (!done()) {
-          const batch = await reader.poll(this.#maxBatch, this.#maxWait);
+          const batch = await reader.poll(REPLAY_BATCH, this.#maxWait);
           if (this.#life.stopping) throw new Error('risk processor stopping');
           for (const r of batch) {
             reached[r.partition] = Math.max(reached[r.partition] ?? 0, r.offset + 1);

@@ -121,7 +121,8 @@ export class ApprovalService {
     this.consumer = await log.consumer(this.opts.group, { startFrom: 'earliest' });
     const caughtUp = () => ends.every((end, p) => (this.seen[p] ?? 0) >= end);
     while (!caughtUp()) {
-      const batch = await this.consumer.poll(1000, 1000);
+      // Catching up only folds: large polls (a restart reads the whole retained log).
+      const batch = await this.consumer.poll(10_000, 1000);
       if (this.stopping.signal.aborted) return;
       this.ingest(batch);
     }
