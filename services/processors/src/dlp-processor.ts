@@ -108,8 +108,10 @@ export function dlpKeyFrom(panKey: PanHmacKey): DlpKey {
   return { kid: `${panKey.kid}/dlp.v1`, secret: new Uint8Array(Buffer.from(panKey.hash(DLP_KEY_LABEL), 'base64url')) };
 }
 
+// Where content sits (common/src/dlp/content-fields.ts), re-exported for the processors' callers.
 // Keyed by type: #handle scans one field per event, so a type may appear once (the int test checks it).
 export { CONTENT_FIELDS, isContentEvent, type ContentField };
+
 /** Types the main loop decodes (anything else is skipped on its `type` header). */
 const HANDLED_TYPES: ReadonlySet<string> = new Set([...CONTENT_BY_TYPE.keys(), 'finding.closed']);
 /** Types the processor writes, and finding events it folds. */
@@ -169,8 +171,6 @@ export interface ContentRow {
   /** The data.masked that attests the redacted copy; null for an original. */
   readonly redactedBy: string | null;
 }
-
-
 
 export interface DlpProcessorStats {
   state: 'new' | 'running' | 'stopping' | 'stopped';
