@@ -448,6 +448,23 @@ describe('verification of the store (PCI DSS 10.3.4)', () => {
     expect(windowed.stats.events).toBeLessThan(report.stats.events);
   });
 
+  it('refuses a window larger than one verification may hold in memory, with the count and what to do', async () => {
+    const small = await buildConsole({ store, verifier, auditorGroups: ['auditors'], emitter: consoleRt.emitter, jwks: () => consoleRt.keyring.jwks(), panKey: consoleRt.panKey, logger: silent, cadence: CADENCE, maxVerifyEvents: 10 });
+    try {
+      const all = await small.inject({ method: 'GET', url: '/v1/verify', headers: { authorization: `Bearer ${auditorToken}` } });
+      expect(all.statusCode).toBe(413);
+      const body = all.json() as { error: { code: string; message: string; events: number; max: number } };
+      expect(body.error).toMatchObject({ code: 'verify_window_too_large', max: 10, message: expect.stringMatching(/smaller windows with from= and to=/) });
+      expect(body.error.events).toBeGreaterThan(10);
+      // A window that holds few enough events is verified as usual.
+      const t = byRequest.get('req_1')![0]!.metadata.timeUs;
+      const narrow = await small.inject({ method: 'GET', url: `/v1/verify?from=${new Date(Math.floor(t / 1000)).toISOString()}&to=${new Date(Math.floor(t / 1000) + 1).toISOString()}`, headers: { authorization: `Bearer ${auditorToken}` } });
+      expect(narrow.statusCode, narrow.body).toBe(200);
+    } finally {
+      await small.close();
+    }
+  });
+
   it('CLI: verify exits 0 on intact evidence and prints the JSON report with --format json', async () => {
     const human = io();
     expect(await verify([], human)).toBe(0);

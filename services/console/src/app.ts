@@ -60,6 +60,12 @@ export interface ConsoleDeps {
   cadence: Cadence;
   /** Row cap for one query (default 10 000, at most 1 000 000 with `limit`). */
   maxRows?: number;
+  /**
+   * Most stored events one verification reads (default 2 000 000): it holds its window in memory,
+   * so a larger window is refused (`verify_window_too_large`) with the count, instead of exhausting
+   * the heap. Verify such a store in windows (from/to).
+   */
+  maxVerifyEvents?: number;
   /** Trust X-Forwarded-For (behind a load balancer). Default false. */
   trustProxy?: boolean;
   /** Wall clock in microseconds (tests). */
@@ -91,6 +97,7 @@ export const CONSOLE_ERROR_CODES = [
   'invalid_parameter',
   'unknown_query',
   'session_not_found',
+  'verify_window_too_large',
   'pan_invalid',
   'invalid_json',
   'invalid_body',
@@ -140,6 +147,7 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
   const { store, verifier, emitter, logger, cadence } = deps;
   const auditorGroups = new Set(deps.auditorGroups);
   const defaultMaxRows = deps.maxRows ?? 10_000;
+  const maxVerifyEvents = deps.maxVerifyEvents ?? 2_000_000;
   const nowUs = deps.nowUs ?? (() => Date.now() * 1000);
 
   const app = Fastify({
@@ -316,7 +324,18 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
       const through = q.toUs === undefined ? await storedThrough(store, maxGapUsFor(cadence), nowUs()) : undefined;
       const toUs = Math.max(fromUs, q.toUs ?? through!.toUs);
       // Without a window every stored row is checked; `toUs` only ends the silence check.
-      const read = await readForVerification(store, q.fromUs === undefined && q.toUs === undefined ? undefined : { fromUs, toUs });
+      const window = q.fromUs === undefined && q.toUs === undefined ? undefined : { fromUs, toUs };
+      const inWindow = await countForVerification(store, window);
+      if (inWindow > maxVerifyEvents) {
+        throw new ConsoleError(
+          413,
+          'verify_window_too_large',
+          `the window holds ${inWindow} stored events, more than one verification reads (${maxVerifyEvents}); verify it in smaller windows with from= and to=`,
+          window === undefined ? 'from' : 'to',
+          { events: inWindow, max: maxVerifyEvents },
+        );
+      }
+      const read = await readForVerification(store, window);
       const report = await verifyEncodedEvents(read.records, deps.jwks(), { cadence, storageOrder: true, window: { fromUs, toUs } });
       // Rows that do not even decode are left out of the chain check (which then reports their
       // sequences as deleted) and named here.
@@ -553,6 +572,13 @@ function findingJson(f: Finding) {
     ...(f.timeUs === undefined ? {} : { time: { from: isoOfUs(f.timeUs.from), to: isoOfUs(f.timeUs.to) } }),
     ...(f.confirmed === undefined ? {} : { confirmed: f.confirmed }),
   };
+}
+
+/** Stored events in a verification window (the events it reads, checkpoints aside, give or take the straddling ones). */
+async function countForVerification(store: EvidenceStore, window: { fromUs: number; toUs: number } | undefined): Promise<number> {
+  const where = window === undefined ? '' : "WHERE time >= fromUnixTimestamp64Micro({from_us:Int64}, 'UTC') AND time <= fromUnixTimestamp64Micro({to_us:Int64}, 'UTC')";
+  const r = await store.query(`SELECT count() FROM events ${where}`, window === undefined ? {} : { from_us: window.fromUs, to_us: window.toUs });
+  return Number(r.rows[0]?.[0] ?? 0);
 }
 
 /** A producer whose last stored checkpoint is this many max gaps older than the newest is taken as stopped. */
