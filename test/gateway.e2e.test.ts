@@ -151,6 +151,12 @@ describe('gateway: the official SDK through Attest', () => {
     expect(msg.content[0]).toMatchObject({ text: `Your card ${VISA_MASKED} was charged.` });
   });
 
+  it('never hands the upstream credential back: an upstream echo of the key reaches the caller as [redacted]', async () => {
+    standin.reply({ kind: 'message', content: [{ type: 'text', text: `debug: x-api-key was ${UPSTREAM_KEY} (sorry)` }] });
+    const msg = await client(tokens['agent-dev']!).messages.create({ model: 'claude-sonnet-5-5', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] });
+    expect(msg.content[0]).toMatchObject({ text: 'debug: x-api-key was [redacted] (sorry)' });
+  });
+
   it('accepts the token as x-api-key as well as Authorization: Bearer, and never forwards it', async () => {
     // The SDK sends its key as a Bearer token; other clients (Claude Code, older SDKs) use x-api-key.
     const before = standin.requests.length;

@@ -91,6 +91,9 @@ const MAX_UPSTREAM_BODY_BYTES = 64 * 1024 * 1024;
 /** How long past an approval's expiry a held request still waits for the processor's word. */
 const HOLD_GRACE_MS = 2000;
 
+/** Shortest upstream credential the gateway scrubs from responses (Anthropic keys are ~100 characters). */
+export const MIN_SCRUBBED_KEY_CHARS = 16;
+
 export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
   const { config, verifier, logger } = deps;
   const now = deps.now ?? (() => performance.now());
@@ -463,8 +466,17 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     return out;
   };
 
-  /** Removes the upstream credential from anything the upstream sends back (defence in depth). */
-  const scrubKey = (text: string) => (text.includes(deps.upstreamApiKey) ? text.replaceAll(deps.upstreamApiKey, '[redacted]') : text);
+  /**
+   * Removes the upstream credential from anything the upstream sends back (defence in depth). Only
+   * a credential of MIN_SCRUBBED_KEY_CHARS or more: a shorter string is no real API key, and
+   * replacing it everywhere would corrupt ordinary responses (a one-letter test key would take
+   * every such letter out of the answer). Startup warns about such a key.
+   */
+  const scrubbable = deps.upstreamApiKey.length >= MIN_SCRUBBED_KEY_CHARS;
+  if (!scrubbable) {
+    logger.warn({ length: deps.upstreamApiKey.length }, `upstream.anthropic.apiKey is shorter than ${MIN_SCRUBBED_KEY_CHARS} characters: not a real API key, and responses are not scrubbed of it`);
+  }
+  const scrubKey = (text: string) => (scrubbable && text.includes(deps.upstreamApiKey) ? text.replaceAll(deps.upstreamApiKey, '[redacted]') : text);
 
   const callUpstream = async (request: FastifyRequest, reply: FastifyReply, method: 'GET' | 'POST', path: string, body?: string) => {
     const ctx = request.attest;
