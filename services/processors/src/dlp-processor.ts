@@ -62,9 +62,9 @@
  * scanned as one text, so a secret split across two text deltas is not seen; outputs carry the
  * processor emitter's tenant id (one processor per tenant).
  */
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ProcessorLoop } from './processor-loop';
+import { probeUncommitted, replayBelow } from './log-replay';
 import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
 import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
 import {
@@ -121,9 +121,6 @@ const DLP_FINDING_PREFIX = 'dlp-';
 
 /** How many handled original ids are remembered for dedupe beyond the uncommitted stretch. */
 export const RECENT_CAP = 65_536;
-
-/** Records per poll while rebuilding: the replay only folds (no outputs), so it reads in large batches. */
-const REPLAY_BATCH = 10_000;
 
 export interface DlpProcessorOptions {
   /** The evidence log: read as `group`, and where the outputs go (through `emitter`). */
@@ -573,68 +570,32 @@ export class DlpProcessor {
     const handled = new Set<string>();
     const derivedBy = new Map<string, { by: string; digest: Uint8Array }>();
     const log = this.#o.log;
-    const n = log.partitionCount;
 
     // 1. Probe the uncommitted stretch: committed positions, and the outputs already durable there.
-    const committed: (number | null)[] = new Array<number | null>(n).fill(null);
+    const replay = { log, group: this.group, maxWaitMs: this.#maxWait, stopping: () => this.#life.stopping, label: 'dlp processor' };
     const pending: AnyAttestEvent[] = [];
-    const probe = await log.consumer(this.group, { startFrom: 'earliest' });
-    try {
-      for (;;) {
-        const ends = await log.endOffsets();
-        const batch = await probe.poll(REPLAY_BATCH, Math.min(this.#maxWait, 50));
-        if (batch.length === 0) {
-          ends.forEach((e, p) => {
-            if (committed[p] === null) committed[p] = e;
-          });
-          break;
-        }
-        for (const r of batch) {
-          if (committed[r.partition] === null) committed[r.partition] = r.offset;
-          if (!mayBeOutput(r)) continue;
-          const e = this.#decode(r, false);
-          if (e === undefined) continue;
-          for (const id of derivedFrom(e)) handled.add(id);
-          if (e.metadata.type === 'data.masked') {
-            const p = e.payload as PayloadOf<'data.masked'>;
-            if (p.subjectEventId !== null && p.redactedEventDigest !== null && derivedFrom(e).length > 0) derivedBy.set(p.subjectEventId, { by: e.metadata.eventId, digest: p.redactedEventDigest });
-          }
-          if (FINDING_TYPES.has(e.metadata.type)) pending.push(e);
-        }
-        if (this.#life.stopping) throw new Error('dlp processor stopping');
+    const until = await probeUncommitted(replay, (r) => {
+      if (!mayBeOutput(r)) return;
+      const e = this.#decode(r, false);
+      if (e === undefined) return;
+      for (const id of derivedFrom(e)) handled.add(id);
+      if (e.metadata.type === 'data.masked') {
+        const p = e.payload as PayloadOf<'data.masked'>;
+        if (p.subjectEventId !== null && p.redactedEventDigest !== null && derivedFrom(e).length > 0) derivedBy.set(p.subjectEventId, { by: e.metadata.eventId, digest: p.redactedEventDigest });
       }
-    } finally {
-      await probe.close();
-    }
-    const until = committed.map((c) => c ?? 0);
+      if (FINDING_TYPES.has(e.metadata.type)) pending.push(e);
+    });
 
-    // 2. Fold the finding events below the committed positions.
+    // 2. Fold the finding events below the committed positions (headers skip decoding the rest).
     let replayed = 0;
-    if (until.some((u) => u > 0)) {
-      const reader = await log.consumer(`${this.group}.replay.${randomUUID().slice(0, 8)}`, { startFrom: 'earliest' });
-      try {
-        const reached = new Array<number>(n).fill(0);
-        const done = () => reached.every((r, p) => r >= (until[p] ?? 0));
-        while (!done()) {
-          const batch = await reader.poll(REPLAY_BATCH, this.#maxWait);
-          if (this.#life.stopping) throw new Error('dlp processor stopping');
-          for (const r of batch) {
-            reached[r.partition] = Math.max(reached[r.partition] ?? 0, r.offset + 1);
-            if (r.offset >= (until[r.partition] ?? 0)) continue;
-            const t = r.headers['type'];
-            if (t !== undefined && !FINDING_TYPES.has(t)) continue;
-            const e = this.#decode(r, false);
-            if (e === undefined || !FINDING_TYPES.has(e.metadata.type)) continue;
-            book.apply(e);
-            replayed++;
-          }
-          if (batch.length === 0) break;
-        }
-        await reader.commit().catch(() => undefined);
-      } finally {
-        await reader.close();
-      }
-    }
+    await replayBelow(replay, until, (r) => {
+      const t = r.headers['type'];
+      if (t !== undefined && !FINDING_TYPES.has(t)) return;
+      const e = this.#decode(r, false);
+      if (e === undefined || !FINDING_TYPES.has(e.metadata.type)) return;
+      book.apply(e);
+      replayed++;
+    });
 
     // 3. The uncommitted stretch's findings (durable, whoever wrote them).
     for (const e of pending) book.apply(e);

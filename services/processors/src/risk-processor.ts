@@ -40,9 +40,9 @@
  * every partition). On the embedded file log, each replay registers a throwaway group (committed to
  * where it stopped), which the log's retention counts.
  */
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ProcessorLoop } from './processor-loop';
+import { probeUncommitted, replayBelow } from './log-replay';
 import type { ControlPublisher } from '../../common/src/control/channel';
 import type { ControlMessage } from '../../common/src/control/messages';
 import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
@@ -55,9 +55,6 @@ import type { RiskPolicy } from './risk/policy';
 import type { RiskEvent } from './risk/state';
 
 export const RISK_PROCESSOR_GROUP = 'risk';
-
-/** Records per poll while rebuilding: the replay only folds (no outputs), so it reads in large batches. */
-const REPLAY_BATCH = 10_000;
 
 export interface RiskProcessorOptions {
   /** The evidence log: read as `group`, and where the outputs go (through `emitter`). */
@@ -313,61 +310,24 @@ export class RiskProcessor {
     await this.#closeConsumer();
     const book = new RiskBook(this.#o.policy);
     const log = this.#o.log;
-    const n = log.partitionCount;
 
     // 1. Probe the uncommitted stretch: committed positions and own outputs durable but uncommitted.
-    const committed: (number | null)[] = new Array<number | null>(n).fill(null);
+    const replay = { log, group: this.group, maxWaitMs: this.#maxWait, stopping: () => this.#life.stopping, label: 'risk processor' };
     const pending: RiskEvent[] = [];
-    const probe = await log.consumer(this.group, { startFrom: 'earliest' });
-    try {
-      for (;;) {
-        const ends = await log.endOffsets();
-        const batch = await probe.poll(REPLAY_BATCH, Math.min(this.#maxWait, 50));
-        if (batch.length === 0) {
-          ends.forEach((e, p) => {
-            if (committed[p] === null) committed[p] = e;
-          });
-          break;
-        }
-        for (const r of batch) {
-          if (committed[r.partition] === null) committed[r.partition] = r.offset;
-          if (!mayBeRiskOutput(r)) continue;
-          const e = this.#decode(r, false);
-          if (e !== undefined && isOwnOutput(e)) pending.push(e);
-        }
-        if (this.#life.stopping) throw new Error('risk processor stopping');
-      }
-    } finally {
-      await probe.close();
-    }
-    const until = committed.map((c) => c ?? 0);
+    const until = await probeUncommitted(replay, (r) => {
+      if (!mayBeRiskOutput(r)) return;
+      const e = this.#decode(r, false);
+      if (e !== undefined && isOwnOutput(e)) pending.push(e);
+    });
 
     // 2. Replay everything below the committed positions.
     let replayed = 0;
-    if (until.some((u) => u > 0)) {
-      const reader = await log.consumer(`${this.group}.replay.${randomUUID().slice(0, 8)}`, { startFrom: 'earliest' });
-      try {
-        const reached = new Array<number>(n).fill(0);
-        const done = () => reached.every((r, p) => r >= (until[p] ?? 0));
-        while (!done()) {
-          const batch = await reader.poll(REPLAY_BATCH, this.#maxWait);
-          if (this.#life.stopping) throw new Error('risk processor stopping');
-          for (const r of batch) {
-            reached[r.partition] = Math.max(reached[r.partition] ?? 0, r.offset + 1);
-            if (r.offset >= (until[r.partition] ?? 0)) continue;
-            const e = this.#decode(r);
-            if (e === undefined) continue;
-            book.apply(e);
-            replayed++;
-          }
-          // Everything durable when the poll started was delivered, so everything below `until` too.
-          if (batch.length === 0) break;
-        }
-        await reader.commit().catch(() => undefined);
-      } finally {
-        await reader.close();
-      }
-    }
+    await replayBelow(replay, until, (r) => {
+      const e = this.#decode(r);
+      if (e === undefined) return;
+      book.apply(e);
+      replayed++;
+    });
 
     // 3. Decisions durable but not committed: fold them, and make sure the gateways know.
     for (const e of pending) book.apply(e);
