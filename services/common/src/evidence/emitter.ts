@@ -188,10 +188,14 @@ export class EvidenceEmitter {
   private readonly previousEpoch: { epoch: string | null; stopRecorded: boolean };
   /** What every event of this producer is built with (one object, not one per event). */
   private readonly eventDeps: { producer: { id: string; epoch: string }; clock: EventClock };
-  /** Records whose append failed with an unknown outcome, in the order they were chained: appended again before anything new. */
-  private inDoubt: LogRecord[] = [];
-  /** What to tell callers whose emit failed once their records are confirmed after all, by the last record of each emit. */
-  private readonly late = new Map<LogRecord, () => void>();
+  /**
+   * Appends whose outcome is unknown, each kept as the batch it was (so each fits the log's limit
+   * on one append call, as it did the first time), in the order they failed: appended again, one
+   * batch per call, before anything new.
+   */
+  private inDoubt: LogRecord[][] = [];
+  /** What to tell callers whose emit failed once their batch is confirmed after all. */
+  private readonly late = new Map<LogRecord[], () => void>();
   /** Appends of chained events not settled yet (each settles after its failure, if any, is in `inDoubt`). */
   private readonly inFlight = new Set<Promise<void>>();
   /** Checkpoints cut, signed and not yet confirmed on the log (mirrored in the pending file). */
@@ -209,7 +213,7 @@ export class EvidenceEmitter {
     this.epoch = uuidv7();
     this.pending = pending;
     // Checkpoints left pending by the last run are appended again before anything of this epoch.
-    this.inDoubt = pending.map((p) => checkpointRecord(p));
+    this.inDoubt = pending.length > 0 ? [pending.map((p) => checkpointRecord(p))] : [];
     this.chain = ProducerChain.start({ producer: opts.producerId, epoch: this.epoch, startUs: this.clock.nowUs(), ...(previous ? { previous } : {}) });
     this.eventDeps = { producer: { id: opts.producerId, epoch: this.epoch }, clock: this.clock };
     this.previousEpoch = { epoch: previous?.fields.epoch ?? null, stopRecorded: previous?.fields.closed ?? false };
@@ -279,10 +283,9 @@ export class EvidenceEmitter {
     try {
       await this.append(records);
     } catch (err) {
-      const last = records.at(-1);
-      if (opts.onLateConfirm && last !== undefined && this.inDoubt.includes(last)) {
+      if (opts.onLateConfirm && this.inDoubt.includes(records)) {
         const confirmed = pause ? chained.slice(1) : chained;
-        this.late.set(last, () => opts.onLateConfirm!(confirmed));
+        this.late.set(records, () => opts.onLateConfirm!(confirmed));
       }
       this.opts.logger.error({ code: (err as { code?: string }).code, events: events.length }, 'evidence append failed: failing closed');
       throw new EvidenceEmitterError('evidence_unavailable', 'the audit log could not durably record this request', { retriable: true, cause: err });
@@ -308,7 +311,7 @@ export class EvidenceEmitter {
       (err: unknown) => {
         if ((err as { retriable?: boolean }).retriable !== false) {
           this.pausedSinceUs ??= this.clock.nowUs();
-          this.inDoubt.push(...records);
+          this.inDoubt.push(records);
         } else this.opts.logger.error({ code: (err as { code?: string }).code, records: records.length }, 'the evidence log refused records as invalid: their chain positions stay empty');
         throw err;
       },
@@ -330,28 +333,32 @@ export class EvidenceEmitter {
     if (this.inDoubt.length > 0) await this.flushInDoubt();
   }
 
-  /** Appends the records in doubt again (one attempt at a time); rejects with evidence_unavailable while the log refuses. */
+  /**
+   * Appends the batches in doubt again, in order, one append call each (one flush at a time); rejects
+   * with evidence_unavailable while the log refuses, keeping what is still in doubt.
+   */
   private async flushInDoubt(): Promise<void> {
     this.flushing ??= (async () => {
-      const batch = this.inDoubt.slice();
-      try {
-        await this.opts.log.append(batch);
-      } catch (err) {
-        this.pausedSinceUs ??= this.clock.nowUs();
-        throw new EvidenceEmitterError('evidence_unavailable', 'the audit log is unavailable: records of an earlier append are not yet confirmed', { retriable: true, cause: err });
-      }
-      this.inDoubt.splice(0, batch.length);
-      for (const r of batch) {
-        const tell = this.late.get(r);
-        if (tell === undefined) continue;
-        this.late.delete(r);
+      while (this.inDoubt.length > 0) {
+        const batch = this.inDoubt[0]!;
         try {
-          tell();
+          await this.opts.log.append(batch);
         } catch (err) {
-          this.opts.logger.error({ err: (err as Error).message }, 'evidence confirmed late: the caller\'s follow-up failed');
+          this.pausedSinceUs ??= this.clock.nowUs();
+          throw new EvidenceEmitterError('evidence_unavailable', 'the audit log is unavailable: records of an earlier append are not yet confirmed', { retriable: true, cause: err });
         }
+        this.inDoubt.shift();
+        const tell = this.late.get(batch);
+        if (tell !== undefined) {
+          this.late.delete(batch);
+          try {
+            tell();
+          } catch (err) {
+            this.opts.logger.error({ err: (err as Error).message }, 'evidence confirmed late: the caller\'s follow-up failed');
+          }
+        }
+        await this.confirmed(batch);
       }
-      await this.confirmed(batch);
     })().finally(() => {
       this.flushing = undefined;
     });
@@ -439,7 +446,8 @@ export class EvidenceEmitter {
           // Records in doubt (events, and checkpoints of a failed drain) go first, in an append of
           // their own, so a checkpoint never reaches the log in the same request as events it covers.
           if (this.inDoubt.length > 0) await this.flushInDoubt();
-          this.inDoubt.push(...batch.filter((p) => this.pending.includes(p)).map((p) => checkpointRecord(p)));
+          const fresh = batch.filter((p) => this.pending.includes(p)).map((p) => checkpointRecord(p));
+          if (fresh.length > 0) this.inDoubt.push(fresh);
           if (this.inDoubt.length > 0) await this.flushInDoubt();
           if (this.pending.length === 0) return batch.at(-1)!.cp;
         }

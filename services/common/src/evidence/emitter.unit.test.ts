@@ -136,6 +136,39 @@ describe('EvidenceEmitter: an outage of the log is itself evidence', () => {
     expect(report.ok).toBe(true);
   });
 
+  it('batches in doubt are appended again one call each: many failed appends never exceed what one append call may carry', async () => {
+    const inner = new MemoryEventLog({ partitions: 1 });
+    // A log that, like the Kafka adapter, refuses one call over a size limit (never retriable), and
+    // that is down for a while.
+    let down = false;
+    let limit = Infinity;
+    const log: EventLog = Object.assign(Object.create(inner) as EventLog, {
+      async append(records: readonly LogRecord[]): Promise<AppendResult[]> {
+        const bytes = records.reduce((n, r) => n + r.value.length, 0);
+        if (bytes > limit) throw new LogError('log_record_too_large', `append() call of ${bytes} bytes exceeds the limit`, { retriable: false });
+        if (down) throw new LogError('log_unavailable', 'broker down', { retriable: true });
+        return inner.append(records);
+      },
+    });
+    const { keyring, emitter, event } = await producer('gw-batches', { log });
+    await emitter.emit([event(1)], 's');
+    const one = (await readAll(inner, 'size'))[0]!.length;
+    limit = 3 * one;
+    down = true;
+    // Three concurrent emits of two events each fail together: six events in doubt, over the limit.
+    const failed = await Promise.allSettled([emitter.emit([event(2), event(3)], 's'), emitter.emit([event(4), event(5)], 's'), emitter.emit([event(6), event(7)], 's')]);
+    expect(failed.every((f) => f.status === 'rejected')).toBe(true);
+    down = false;
+    await emitter.emit([event(8)], 's');
+    limit = Infinity;
+    expect(await emitter.checkpoint()).toBeDefined();
+    const records = await readAll(inner);
+    const ids = records.map((b) => (decodeEvent(b).event as AnyAttestEvent).correlation.requestId).filter((r) => r.startsWith('r'));
+    expect(ids.sort()).toEqual(['r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8']);
+    const report = await verifyEncodedEvents(records, keyring.jwks(), { cadence: CADENCE });
+    expect(report.findings ?? []).toEqual([]);
+  });
+
   it('killed between a checkpoint\'s append and the save of its file, the next run appends it again and links to it: no fork', async () => {
     const log = new MemoryEventLog({ partitions: 1 });
     const dir = mkdtempSync(join(tmpdir(), 'attest-emitter-'));
