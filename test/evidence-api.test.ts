@@ -157,6 +157,18 @@ async function accesses(): Promise<AttestEvent<'evidence.accessed'>[]> {
   return (await readLog()).map((r) => r.event).filter((e): e is AttestEvent<'evidence.accessed'> => e.metadata.type === 'evidence.accessed' && e.metadata.producer === 'console-test');
 }
 
+/** A second console over the same store that verifies at most `maxVerifyEvents` events at once. */
+async function withSmallConsole(maxVerifyEvents: number, fn: (url: string) => Promise<void>): Promise<void> {
+  const small = await buildConsole({ store, verifier, auditorGroups: ['auditors'], emitter: consoleRt.emitter, jwks: () => ({ keys: [...consoleRt.keyring.jwks().keys, ...otherProducerKeys] }), panKey: consoleRt.panKey, logger: silent, cadence: CADENCE, maxVerifyEvents });
+  try {
+    await small.listen({ host: '127.0.0.1', port: 0 });
+    const addr = small.server.address();
+    await fn(`http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`);
+  } finally {
+    await small.close();
+  }
+}
+
 function io(stdin?: string): CliIO & { out: () => string; err: () => string } {
   let out = '';
   let err = '';
@@ -465,6 +477,26 @@ describe('verification of the store (PCI DSS 10.3.4)', () => {
     }
   });
 
+  it('CLI: verify splits a window the console refuses as too large into slices, and reports them as one', async () => {
+    const whole = (await (await get('/v1/verify')).json()) as { ok: boolean; stats: { events: number } };
+    expect(whole.ok).toBe(true);
+    await withSmallConsole(12, async (smallUrl) => {
+      const j = io();
+      const code = await verify(['--format', 'json', '--url', smallUrl], j);
+      expect(code, j.err()).toBe(0);
+      expect(j.err()).toMatch(/more than the console verifies at once \(12\): verifying it in \d+ slices/);
+      const report = JSON.parse(j.out()) as { ok: boolean; findings: unknown[]; slices: { from: string; to: string }[]; stats: { events: number } };
+      expect(report.ok).toBe(true);
+      expect(report.findings).toEqual([]);
+      expect(report.slices.length).toBeGreaterThan(1);
+      // Every stored event was in some slice (straddling checkpoints are read by both neighbours).
+      expect(report.stats.events).toBeGreaterThanOrEqual(whole.stats.events);
+      const human = io();
+      expect(await verify(['--url', smallUrl], human)).toBe(0);
+      expect(human.out()).toMatch(/Evidence intact\.[\s\S]*slices: +\d+/);
+    });
+  });
+
   it('CLI: verify exits 0 on intact evidence and prints the JSON report with --format json', async () => {
     const human = io();
     expect(await verify([], human)).toBe(0);
@@ -545,6 +577,14 @@ describe('verification of the store (PCI DSS 10.3.4)', () => {
     const j = io();
     expect(await verify(['--format', 'json'], j)).toBe(1);
     expect(JSON.parse(j.out()).findings[0].eventIds).toEqual([victim.metadata.eventId]);
+    // Verified in slices, the same single finding.
+    await withSmallConsole(12, async (smallUrl) => {
+      const sliced = io();
+      expect(await verify(['--format', 'json', '--url', smallUrl], sliced)).toBe(1);
+      const r = JSON.parse(sliced.out()) as { slices: unknown[]; findings: { code: string; eventIds: string[] }[] };
+      expect(r.slices.length).toBeGreaterThan(1);
+      expect(r.findings).toEqual([expect.objectContaining({ code: 'altered', eventIds: [victim.metadata.eventId] })]);
+    });
   });
 
   it('names a stored event whose bytes no longer decode, instead of failing the whole verification', async () => {

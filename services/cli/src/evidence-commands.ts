@@ -48,6 +48,8 @@ class CliFailure extends Error {
   constructor(
     readonly exitCode: number,
     message: string,
+    /** The console's error body, when the failure is its answer. */
+    readonly apiError?: ApiError,
   ) {
     super(message);
   }
@@ -126,18 +128,89 @@ export async function panLookup(args: readonly string[], io: CliIO): Promise<num
   });
 }
 
-/** `attest verify`: exit 0 only when every stored event verifies against the signed checkpoints. */
+/**
+ * `attest verify`: exit 0 only when every stored event verifies against the signed checkpoints.
+ * One verification holds its window in the console's memory, so the console refuses a window of
+ * too many events (verify_window_too_large, with the count and the stored time span); the command
+ * then splits the window into time slices small enough and verifies them one by one.
+ */
 export async function verify(args: readonly string[], io: CliIO): Promise<number> {
   return run(io, async () => {
     const { values } = parse(args, { ...CONNECTION, from: FILTERS.from!, to: FILTERS.to!, ...FORMAT }, false);
     const format = formatOf(values, ['text', 'json'], 'text');
     const conn = connection(values, io);
-    const res = await call(conn, 'GET', `/v1/verify${queryString(values, ['from', 'to'], undefined)}`);
-    const report = JSON.parse(res.body) as VerifyAnswer;
+    const from = typeof values.from === 'string' ? values.from : undefined;
+    const to = typeof values.to === 'string' ? values.to : undefined;
+    const reports: VerifyAnswer[] = [];
+    await verifyWindow(conn, from, to, reports, io);
+    const report = reports.length === 1 ? reports[0]! : mergeReports(reports);
     if (format === 'json') io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else io.stdout.write(verifySummary(report));
     return report.ok ? EXIT.ok : EXIT.failed;
   });
+}
+
+/** Slices are made this much smaller than the console's limit, since events are not spread evenly in time. */
+const SLICE_HEADROOM = 0.8;
+
+async function verifyWindow(conn: Connection, from: string | undefined, to: string | undefined, out: VerifyAnswer[], io: CliIO): Promise<void> {
+  const q = new URLSearchParams();
+  if (from !== undefined) q.set('from', from);
+  if (to !== undefined) q.set('to', to);
+  let res: { body: string };
+  try {
+    res = await call(conn, 'GET', `/v1/verify${q.size > 0 ? `?${q.toString()}` : ''}`);
+  } catch (err) {
+    const e = err instanceof CliFailure ? err.apiError : undefined;
+    if (e?.code !== 'verify_window_too_large') throw err;
+    const events = Number(e.events);
+    const max = Number(e.max);
+    const fromUs = Number(e.fromUs);
+    const toUs = Number(e.toUs);
+    if (!(events > 0 && max > 0 && Number.isSafeInteger(fromUs) && Number.isSafeInteger(toUs))) throw err;
+    const slices = Math.ceil(events / (max * SLICE_HEADROOM));
+    const widthUs = Math.floor((toUs - fromUs + 1) / slices);
+    // A single microsecond holding more events than the console reads at once cannot be split.
+    if (widthUs < 1) throw err;
+    io.stderr.write(`attest: the window holds ${events} events, more than the console verifies at once (${max}): verifying it in ${slices} slices\n`);
+    for (let i = 0; i < slices; i++) {
+      const a = fromUs + i * widthUs;
+      // Slices are given in microseconds since the epoch (which the console takes as a time); the
+      // last one keeps the caller's end (none: the console's "stored through" default).
+      await verifyWindow(conn, String(a), i === slices - 1 ? to : String(a + widthUs - 1), out, io);
+    }
+    return;
+  }
+  out.push(JSON.parse(res.body) as VerifyAnswer);
+}
+
+/**
+ * Several slices' reports as one: findings and pending ranges once each, counts summed (producers
+ * and epochs: the most any slice saw). A checkpoint straddling two slices is verified whole in
+ * both, so its events count twice.
+ */
+function mergeReports(reports: readonly VerifyAnswer[]): VerifyAnswer {
+  const findings = new Map<string, VerifyAnswer['findings'][number]>();
+  const pending = new Map<string, VerifyAnswer['pending'][number]>();
+  const stats = { events: 0, checkpoints: 0, trustedCheckpoints: 0, producers: 0, epochs: 0, attestedEvents: 0, pendingEvents: 0, redactedEvents: 0 };
+  for (const r of reports) {
+    for (const f of r.findings) findings.set(JSON.stringify([f.code, f.producer, f.epoch, f.sequences, f.eventIds]), f);
+    for (const p of r.pending) pending.set(JSON.stringify(p), p);
+    for (const k of Object.keys(stats) as (keyof typeof stats)[]) {
+      const v = r.stats[k] ?? 0;
+      stats[k] = k === 'producers' || k === 'epochs' ? Math.max(stats[k], v) : stats[k] + v;
+    }
+  }
+  const first = reports[0]!;
+  const last = reports[reports.length - 1]!;
+  return {
+    ok: reports.every((r) => r.ok) && findings.size === 0,
+    window: { ...last.window, from: first.window.from },
+    findings: [...findings.values()],
+    pending: [...pending.values()],
+    stats,
+    slices: reports.map((r) => r.window),
+  };
 }
 
 /** `attest keys export`: the public keys that verify evidence offline (JWKS). */
@@ -158,7 +231,9 @@ interface VerifyAnswer {
   window: { from: string; to: string };
   findings: { code: string; producer: string; epoch: string | null; sequences: { from: number; to: number } | null; eventIds: string[]; detail: string }[];
   pending: { producer: string; epoch: string; from: number; to: number; count: number }[];
-  stats: { events: number; checkpoints: number; trustedCheckpoints: number; producers: number; epochs: number; attestedEvents: number; pendingEvents: number };
+  stats: { events: number; checkpoints: number; trustedCheckpoints: number; producers: number; epochs: number; attestedEvents: number; pendingEvents: number; redactedEvents?: number };
+  /** Present when the window was verified in slices: each slice's window. */
+  slices?: { from: string; to: string }[];
 }
 
 /** The human summary: a verdict, the counts, then one line per finding naming its events. */
@@ -169,6 +244,7 @@ export function verifySummary(r: VerifyAnswer): string {
     `  window:      ${r.window.from} .. ${r.window.to}`,
     `  events:      ${s.events} (${s.attestedEvents} attested by signed checkpoints, ${s.pendingEvents} pending the next checkpoint)`,
     `  checkpoints: ${s.checkpoints} (${s.trustedCheckpoints} validly signed); producers: ${s.producers}; epochs: ${s.epochs}`,
+    ...(r.slices === undefined ? [] : [`  slices:      ${r.slices.length} (counts summed over slices; a checkpoint straddling two slices is verified in both)`]),
   ];
   for (const f of r.findings) {
     const seq = f.sequences === null ? '' : f.sequences.from === f.sequences.to ? ` sequence ${f.sequences.from}` : ` sequences ${f.sequences.from}-${f.sequences.to}`;
@@ -232,6 +308,7 @@ interface ApiError {
   message: string;
   parameter?: string;
   known?: string[];
+  [detail: string]: unknown;
 }
 
 async function call(conn: Connection, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: string }> {
@@ -267,7 +344,7 @@ async function call(conn: Connection, method: 'GET' | 'POST', path: string, body
     throw new CliFailure(EXIT.usage, `unknown evidence query: ${message.split(';')[0]?.replace(/^unknown evidence query /, '') ?? ''}\nknown queries:\n${known.map((k) => `  ${k}`).join('\n')}\n(\`attest evidence query\` lists them with their PCI DSS requirements)`);
   }
   if (code === 'session_not_found') throw new CliFailure(EXIT.failed, message);
-  if (res.status === 400 || res.status === 413) throw new CliFailure(EXIT.usage, `${message}${e?.parameter ? ` [parameter: ${e.parameter}]` : ''} (${code})`);
+  if (res.status === 400 || res.status === 413) throw new CliFailure(EXIT.usage, `${message}${e?.parameter ? ` [parameter: ${e.parameter}]` : ''} (${code})`, e);
   throw new CliFailure(EXIT.unavailable, `the console answered ${res.status} (${code}): ${message}`);
 }
 

@@ -326,13 +326,20 @@ export async function buildConsole(deps: ConsoleDeps): Promise<FastifyInstance> 
       // Without a window every stored row is checked; `toUs` only ends the silence check.
       const window = q.fromUs === undefined && q.toUs === undefined ? undefined : { fromUs, toUs };
       const inWindow = await countForVerification(store, window);
-      if (inWindow > maxVerifyEvents) {
+      if (inWindow.events > maxVerifyEvents) {
+        // The stored time span comes along so a client (`attest verify`) can split the window itself.
         throw new ConsoleError(
           413,
           'verify_window_too_large',
-          `the window holds ${inWindow} stored events, more than one verification reads (${maxVerifyEvents}); verify it in smaller windows with from= and to=`,
+          `the window holds ${inWindow.events} stored events, more than one verification reads (${maxVerifyEvents}); verify it in smaller windows with from= and to= (attest verify does this by itself)`,
           window === undefined ? 'from' : 'to',
-          { events: inWindow, max: maxVerifyEvents },
+          {
+            events: inWindow.events,
+            max: maxVerifyEvents,
+            // The span to split, in microseconds: the window asked for, else the stored events' span.
+            fromUs: q.fromUs ?? inWindow.firstUs,
+            toUs: q.toUs ?? inWindow.lastUs,
+          },
         );
       }
       const read = await readForVerification(store, window);
@@ -575,10 +582,15 @@ function findingJson(f: Finding) {
 }
 
 /** Stored events in a verification window (the events it reads, checkpoints aside, give or take the straddling ones). */
-async function countForVerification(store: EvidenceStore, window: { fromUs: number; toUs: number } | undefined): Promise<number> {
+/** How many stored events a verification of the window reads, and the time span they cover. */
+async function countForVerification(store: EvidenceStore, window: { fromUs: number; toUs: number } | undefined): Promise<{ events: number; firstUs: number; lastUs: number }> {
   const where = window === undefined ? '' : "WHERE time >= fromUnixTimestamp64Micro({from_us:Int64}, 'UTC') AND time <= fromUnixTimestamp64Micro({to_us:Int64}, 'UTC')";
-  const r = await store.query(`SELECT count() FROM events ${where}`, window === undefined ? {} : { from_us: window.fromUs, to_us: window.toUs });
-  return Number(r.rows[0]?.[0] ?? 0);
+  const r = await store.query(
+    `SELECT count(), toUnixTimestamp64Micro(min(time)), toUnixTimestamp64Micro(max(time)) FROM events ${where}`,
+    window === undefined ? {} : { from_us: window.fromUs, to_us: window.toUs },
+  );
+  const row = r.rows[0] ?? [];
+  return { events: Number(row[0] ?? 0), firstUs: Number(row[1] ?? 0), lastUs: Number(row[2] ?? 0) };
 }
 
 /** A producer whose last stored checkpoint is this many max gaps older than the newest is taken as stopped. */
