@@ -3,10 +3,16 @@
  * consume throughput. Each figure is the median of several runs; CPU µs per record comes from
  * process.cpuUsage (steadier than wall time on a shared machine).
  *
- *   node --import tsx bench/log.bench.ts [--seconds 3] [--runs 3] [--partitions 1,4]
+ *   node --import tsx bench/log.bench.ts [--seconds 3] [--runs 3] [--partitions 1,4] [--concurrency 1,16,256]
+ *     [--value-bytes 800] [--warmup 0] [--preallocate default|true|false] [--no-consume]
+ *
+ * --warmup appends for that many seconds (untimed, same log) before each timed run: the steady state
+ * of a log that has already switched to preallocated segments (a new log's first segment grows by
+ * appending until it holds 1 MiB, see docs/event-log.md). --preallocate false measures growing
+ * segments, as before preallocation.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { FileEventLog } from '../services/common/src/log/file-log';
 
@@ -17,8 +23,11 @@ function arg(name: string, dflt: string): string {
 const SECONDS = Number(arg('seconds', '3'));
 const RUNS = Number(arg('runs', '3'));
 const PARTITIONS = arg('partitions', '1,4').split(',').map(Number);
-const CONCURRENCY = [1, 16, 256];
-const VALUE_BYTES = 800;
+const CONCURRENCY = arg('concurrency', '1,16,256').split(',').map(Number);
+const VALUE_BYTES = Number(arg('value-bytes', '800'));
+const WARMUP_S = Number(arg('warmup', '0'));
+const PREALLOCATE = arg('preallocate', 'default');
+const CONSUME = !process.argv.includes('--no-consume');
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -36,13 +45,12 @@ interface AppendRun {
 }
 
 async function appendRun(dir: string, partitions: number, concurrency: number, durability: 'fsync' | 'none'): Promise<AppendRun> {
-  const log = await FileEventLog.open({ dir, partitions, durability });
+  const preallocate = PREALLOCATE === 'default' ? {} : { preallocate: PREALLOCATE === 'true' };
+  const log = await FileEventLog.open({ dir, partitions, durability, ...preallocate });
   const value = new Uint8Array(VALUE_BYTES).map((_, i) => i & 0xff);
-  const latencies: number[] = [];
+  let latencies: number[] = [];
   let id = 0;
   let stop = false;
-  const cpu0 = process.cpuUsage();
-  const t0 = process.hrtime.bigint();
   const caller = async (): Promise<void> => {
     while (!stop) {
       const n = id++;
@@ -51,13 +59,23 @@ async function appendRun(dir: string, partitions: number, concurrency: number, d
       latencies.push(Number(process.hrtime.bigint() - s) / 1000);
     }
   };
-  const timer = setTimeout(() => (stop = true), SECONDS * 1000);
-  await Promise.all(Array.from({ length: concurrency }, caller));
-  clearTimeout(timer);
+  const phase = async (seconds: number): Promise<void> => {
+    stop = false;
+    const timer = setTimeout(() => (stop = true), seconds * 1000);
+    await Promise.all(Array.from({ length: concurrency }, caller));
+    clearTimeout(timer);
+  };
+  if (WARMUP_S > 0) await phase(WARMUP_S);
+  latencies = [];
+  const records0 = log.stats.records;
+  const syncs0 = log.stats.syncs;
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  await phase(SECONDS);
   const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = process.cpuUsage(cpu0);
-  const records = log.stats.records;
-  const syncs = log.stats.syncs;
+  const records = log.stats.records - records0;
+  const syncs = log.stats.syncs - syncs0;
   await log.close();
   latencies.sort((a, b) => a - b);
   return {
@@ -92,19 +110,20 @@ async function consumeRun(dir: string): Promise<{ perSec: number; mbPerSec: numb
 
 async function main(): Promise<void> {
   console.log(`# event log bench  ${new Date().toISOString()}  node ${process.version}  ${cpus().length} cores  ${(totalmem() / 2 ** 30).toFixed(1)} GiB`);
-  console.log(`# ${SECONDS}s per run, median of ${RUNS} runs, ${VALUE_BYTES}-byte values, one record per append() call, temp dir under ${tmpdir()}\n`);
+  console.log(`# ${SECONDS}s per run, median of ${RUNS} runs, ${VALUE_BYTES}-byte values, one record per append() call, temp dir under ${tmpdir()}`);
+  console.log(`# warm-up ${WARMUP_S}s per run, preallocate ${PREALLOCATE}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
   console.log('| durability | partitions | concurrency | appends/s | records per fdatasync | CPU µs/record | p50 µs | p99 µs |');
   console.log('|---|---|---|---|---|---|---|---|');
   const configs: Array<{ durability: 'fsync' | 'none'; partitions: number; concurrency: number }> = [];
   for (const partitions of PARTITIONS) for (const concurrency of CONCURRENCY) configs.push({ durability: 'fsync', partitions, concurrency });
-  configs.push({ durability: 'none', partitions: PARTITIONS[0]!, concurrency: 256 });
+  if (CONCURRENCY.includes(256)) configs.push({ durability: 'none', partitions: PARTITIONS[0]!, concurrency: 256 });
   let consumeDir: string | undefined;
   for (const cfg of configs) {
     const runs: AppendRun[] = [];
     for (let r = 0; r < RUNS; r++) {
       const dir = await mkdtemp(join(tmpdir(), 'attest-log-bench-'));
       runs.push(await appendRun(dir, cfg.partitions, cfg.concurrency, cfg.durability));
-      if (consumeDir === undefined && cfg.concurrency === 256 && cfg.durability === 'fsync') consumeDir = dir;
+      if (CONSUME && consumeDir === undefined && cfg.concurrency === 256 && cfg.durability === 'fsync') consumeDir = dir;
       else await rm(dir, { recursive: true, force: true });
     }
     const m = (f: (r: AppendRun) => number) => median(runs.map(f));
@@ -113,6 +132,7 @@ async function main(): Promise<void> {
       `| ${label} | ${cfg.partitions} | ${cfg.concurrency} | ${Math.round(m((r) => r.perSec))} | ${m((r) => r.recordsPerSync).toFixed(1)} | ${m((r) => r.cpuUsPerRecord).toFixed(1)} | ${Math.round(m((r) => r.p50us))} | ${Math.round(m((r) => r.p99us))} |`,
     );
   }
+  console.log(`\n# load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   if (consumeDir !== undefined) {
     const runs = [];
     for (let r = 0; r < RUNS; r++) runs.push(await consumeRun(consumeDir));

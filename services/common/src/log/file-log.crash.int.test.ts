@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { appendFile, readFile, stat, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { crashKey, crashValue } from './crash-fixture';
@@ -20,8 +21,8 @@ interface Ack {
 }
 
 /** Runs the writer until it has printed `minAcks` acks, SIGKILLs it mid-load, returns every complete ack line. */
-async function runAndKill(dir: string, firstId: number, minAcks: number): Promise<Ack[]> {
-  const child = spawn(process.execPath, ['--import', 'tsx', writerScript, dir, String(firstId), String(SEGMENT_BYTES)], {
+async function runAndKill(dir: string, firstId: number, minAcks: number, callers: number): Promise<Ack[]> {
+  const child = spawn(process.execPath, ['--import', 'tsx', writerScript, dir, String(firstId), String(SEGMENT_BYTES), String(callers)], {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -92,6 +93,25 @@ function verifyAcked(records: readonly ConsumedRecord[], acks: readonly Ack[]): 
   }
 }
 
+/** Logical end of a segment file and its batch count: where its batches end (a preallocated segment has zeros after it). */
+function batchesOf(seg: Buffer): { end: number; batches: number } {
+  let pos = 0;
+  let batches = 0;
+  for (;;) {
+    const h = readBatchHeader(seg, pos);
+    if (h.kind !== 'ok' || pos + h.header.totalBytes > seg.length) return { end: pos, batches };
+    pos += h.header.totalBytes;
+    batches++;
+  }
+}
+
+/** Bytes up to and including the last non-zero one: how much of a torn write recovery can see. */
+function nonZeroExtent(bytes: Buffer): number {
+  let n = bytes.length;
+  while (n > 0 && bytes[n - 1] === 0) n--;
+  return n;
+}
+
 /** The record frame that contains byte `at` of a segment: its start and offset. */
 function frameAround(seg: Buffer, at: number): { start: number; offset: number } {
   let pos = 0;
@@ -123,44 +143,64 @@ describe('FileEventLog under SIGKILL', () => {
       cleanups.push(remove);
 
       // Three rounds: each child recovers what the previous one left (stale lock, possible torn tail).
+      // 64 callers make large batches, written into growing segments; 4 make small ones, written into
+      // preallocated segments, so the kills land in both.
       const acks: Ack[] = [];
+      let killedInPreallocated = 0;
       for (let round = 0; round < 3; round++) {
-        const got = await runAndKill(dir, round * 1_000_000, 4000);
+        const got = await runAndKill(dir, round * 1_000_000, 4000, round === 0 ? 64 : 4);
         expect(got.length).toBeGreaterThanOrEqual(4000);
         acks.push(...got);
+        for (const p of ['p0', 'p1']) {
+          const last = (await readdir(join(dir, p))).filter((f) => f.endsWith('.seg')).sort().at(-1)!;
+          if ((await stat(join(dir, p, last))).size === SEGMENT_BYTES) killedInPreallocated++;
+        }
         const { records, log } = await readEverything(dir);
         verifyAcked(records, acks);
         await log.close();
       }
 
-      // A torn tail: half of a batch that would come next, as a kill in the middle of writev leaves it.
+      // The kills hit the log while it wrote into zero-filled segments, not only growing ones.
+      expect(killedInPreallocated).toBeGreaterThan(0);
+
+      // A torn tail: half of a batch that would come next, written at the segment's logical end (inside
+      // its zero-filled space when it is preallocated), as a kill in the middle of writev leaves it.
       let { log } = await readEverything(dir);
-      const seg = log.segmentFiles(0).at(-1)!;
+      let seg = log.segmentFiles(0).at(-1)!;
       const end = (await log.endOffsets())[0]!;
       await log.close();
-      const sizeBefore = (await stat(seg)).size;
+      const logicalEnd = batchesOf(await readFile(seg)).end;
       const frames = [0, 1, 2].map((i) => encodeRecord(measureRecord({ key: 'torn', value: crashValue(i) }, 0, 1 << 20), end + i, Date.now()));
       const bytes = frames.reduce((a, f) => a + f.length, 0);
       const batch = Buffer.concat([encodeBatchHeader(end, 3, bytes), ...frames]);
-      await appendFile(seg, batch.subarray(0, Math.floor(batch.length / 2)));
+      const torn = batch.subarray(0, Math.floor(batch.length / 2));
+      // In a preallocated segment zeros follow the cut, so the batch fits and its half-written record fails its checksum.
+      const preallocated = (await stat(seg)).size >= logicalEnd + batch.length;
+      const fh = await open(seg, 'r+');
+      await fh.write(torn, 0, torn.length, logicalEnd);
+      await fh.close();
       const reopened = await readEverything(dir);
       log = reopened.log;
       expect(log.recovery).toEqual([
-        { partition: 0, segment: seg, truncatedAtByte: sizeBefore, truncatedBytes: Math.floor(batch.length / 2), reason: 'batch cut short' },
+        { partition: 0, segment: seg, truncatedAtByte: logicalEnd, truncatedBytes: nonZeroExtent(torn), reason: preallocated ? 'record checksum mismatch' : 'batch cut short' },
       ]);
-      expect((await stat(seg)).size).toBe(sizeBefore);
+      // Cut, so the torn bytes can never be read as a batch.
+      expect((await stat(seg)).size).toBe(logicalEnd);
       verifyAcked(reopened.records, acks);
       expect((await log.append([{ key: 'torn', value: new Uint8Array(1) }]))[0]).toEqual({ partition: 0, offset: end });
-      // Two more batches, so the segment's first batch is certainly not its last (a damaged last batch is a torn tail).
-      await log.append([{ key: 'torn', value: new Uint8Array(1) }]);
-      await log.append([{ key: 'torn', value: new Uint8Array(1) }]);
+      // At least two batches in the last segment, so its first batch is certainly not its last (a damaged
+      // last batch is a torn tail). The log may switch to a preallocated segment between appends.
+      for (let i = 0; i < 20 && batchesOf(await readFile(log.segmentFiles(0).at(-1)!)).batches < 2; i++) {
+        await log.append([{ key: 'torn', value: new Uint8Array(1) }]);
+      }
+      seg = log.segmentFiles(0).at(-1)!;
       await log.close();
 
       // Corruption in the middle of the last segment: open fails, naming the segment, byte and offset.
       const last = await readFile(seg);
       const firstBatch = readBatchHeader(last, 0);
       if (firstBatch.kind !== 'ok') throw new Error('segment does not start with a batch');
-      expect(firstBatch.header.totalBytes).toBeLessThan(last.length);
+      expect(batchesOf(last).batches).toBeGreaterThanOrEqual(2);
       const flipAt = Math.floor(firstBatch.header.totalBytes / 2);
       const frame = frameAround(last, flipAt);
       last[flipAt] = last[flipAt]! ^ 0x10;
@@ -178,6 +218,8 @@ describe('FileEventLog under SIGKILL', () => {
       expect(log.segmentFiles(1).length).toBeGreaterThan(1);
       await log.close();
       const old = await readFile(older);
+      // A sealed segment was truncated to its logical end at the roll: no zero tail.
+      expect(batchesOf(old).end).toBe(old.length);
       const oldFlip = Math.floor(old.length / 2);
       const oldFrame = frameAround(old, oldFlip);
       old[oldFlip] = old[oldFlip]! ^ 0x01;

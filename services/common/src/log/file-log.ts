@@ -4,12 +4,12 @@
  */
 import { Waiters } from './waiters';
 import { constants as fsConstants, writev as writevCb } from 'node:fs';
-import { mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { closedError, LogError } from './errors';
 import { BATCH_HEADER_BYTES, encodeBatchHeader, encodeRecord } from './frame';
-import { acquireDirLock, syncDir, writeFileAtomic, type DirLock } from './fs-util';
-import type { AppendResult, ConsumedRecord, ConsumerOptions, ConsumerPosition, EventLog, LogConsumer, LogRecord } from './port';
+import { acquireDirLock, syncDir, writeFileAtomic, zeroFill, type DirLock } from './fs-util';
+import { checkStartAt, type AppendResult, type ConsumedRecord, type ConsumerOptions, type ConsumerPosition, type EventLog, type LogConsumer, type LogRecord } from './port';
 import { checkGroupName, checkPollArgs, DEFAULT_MAX_RECORD_BYTES, measureRecords, nextCommitted, partitionForKey } from './record';
 import { corruptError, PartitionReader, recoverSegment, SEGMENT_FILE, segmentFileName, type Segment } from './segment';
 import type { DecodedRecord } from './frame';
@@ -24,8 +24,34 @@ export const DEFAULT_PARTITIONS = 1;
 export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_RETENTION_MIN_AGE_MS = 7 * 24 * 3600 * 1000;
+/**
+ * The next segment is prepared once the active one holds this much data (or half a segment, if
+ * less). A log that never grows past it (tests, an idle control log) never zero-fills a segment.
+ */
+export const PREPARE_NEXT_SEGMENT_AFTER_BYTES = 1024 * 1024;
+/**
+ * While the active segment is itself preallocated, the next one is zero-filled at a pace: no more
+ * than this many times the active segment's data, so it is complete by two thirds of the active
+ * segment and its writes (and their writeback) are spread over the appends instead of a burst that
+ * delays them. A roll that finds it incomplete fills the rest at once.
+ */
+const SPARE_PACE = 1.5;
+/**
+ * The next segment is prepared only while the partition's batches average at most this size. What
+ * preallocation saves is per batch (a journal commit: ≈ 100 µs wall, ≈ 25 µs CPU here); what it costs
+ * is per byte (writing the zeros: ≈ 2 µs CPU per KiB, plus the kernel's writeback and as much disk
+ * bandwidth again), so on CPU it breaks even near 12 KiB per batch. Under load, group commit makes
+ * batches of tens to hundreds of KiB, where the zeros cost more than they save; the gateway's
+ * latency-bound appends are one event of a few KiB.
+ */
+export const PREALLOCATE_MAX_AVG_BATCH_BYTES = 16 * 1024;
+/** A spare being filled is fdatasync'd every this many bytes, spreading its writeback. */
+const SPARE_SYNC_EVERY_BYTES = 4 * 1024 * 1024;
 const META_FILE = 'log.json';
 const GROUPS_DIR = 'groups';
+/** A partition's prepared next segment while it is being zero-filled, and once it is complete. */
+export const SPARE_TMP_FILE = 'next.prealloc.tmp';
+export const SPARE_FILE = 'next.prealloc';
 
 export interface FileLogOptions {
   readonly dir: string;
@@ -38,6 +64,14 @@ export interface FileLogOptions {
   readonly durability?: 'fsync' | 'none';
   /** A segment rolls once the next batch would take it past this size. Default 64 MiB. */
   readonly segmentBytes?: number;
+  /**
+   * Default true with durability 'fsync': segments are zero-filled to segmentBytes and fdatasync'd
+   * before they become active (the next one in the background, while the active one fills), so a
+   * durable append overwrites allocated blocks and changes no file size: no journal commit per
+   * append (about half the wall time and CPU of a growing append here). false: segments grow by
+   * appending, as before. Either way the log opens segments written with the other setting.
+   */
+  readonly preallocate?: boolean;
   /** Maximum encoded size of one record. Default 1 MiB. */
   readonly maxRecordBytes?: number;
   /** One flush cycle takes queued appends up to about this many bytes. Default 4 MiB. */
@@ -59,13 +93,24 @@ export interface FileLogOptions {
    * after each write instead (and O_DSYNC is not used); replaced only to inject faults in tests.
    */
   readonly syncFile?: (fh: FileHandle) => Promise<void>;
+  /**
+   * Zero-fills a new segment file to `bytes` and makes it durable. Replaced only to inject faults
+   * (disk full) in tests.
+   */
+  readonly preallocateFile?: (fh: FileHandle, bytes: number) => Promise<void>;
 }
 
-/** A torn tail cut off at open: worth an audit event, since the caller of those appends was never told "ok". */
+/**
+ * A torn tail cut off at open: worth an audit event, since the caller of those appends was never
+ * told "ok". Only torn data is reported; the zero-filled space after the last batch of a
+ * preallocated segment is not.
+ */
 export interface RecoveryReport {
   readonly partition: number;
   readonly segment: string;
+  /** The logical end of the segment: the end of its last valid batch. */
   readonly truncatedAtByte: number;
+  /** Bytes of torn data, through the last non-zero byte (trailing zeros are not counted). */
   readonly truncatedBytes: number;
   readonly reason: string;
 }
@@ -79,6 +124,21 @@ export interface FileLogStats {
   rolls: number;
   deletedSegments: number;
   lastRetentionError: unknown;
+  /** Segments zero-filled ahead of use (completed preparations). */
+  preallocatedSegments: number;
+  /** The last failed preparation (e.g. ENOSPC); a roll that needs the segment retries once and fails the append. */
+  lastPreallocError: unknown;
+}
+
+/** A partition's next segment, zero-filled to segmentBytes under SPARE_TMP_FILE, then renamed to SPARE_FILE. */
+interface SpareSegment {
+  /** Resolves to the path of the complete file; rejects (with the partial file removed) on failure. */
+  readonly done: Promise<string>;
+  state: 'filling' | 'ready' | 'failed';
+  /** Filled no faster than SPARE_PACE allows; cleared when a roll needs the segment now. */
+  paced: boolean;
+  /** Wakes a paced fill that waits for the active segment to grow. */
+  wake: (() => void) | undefined;
 }
 
 interface PartitionState {
@@ -86,8 +146,13 @@ interface PartitionState {
   readonly dir: string;
   readonly segments: Segment[];
   fh: FileHandle;
-  /** Bytes written to the active segment (≥ its durableBytes while a cycle is in flight). */
+  /** Bytes written to the active segment (≥ its durableBytes while a cycle is in flight): its logical end. */
   writtenBytes: number;
+  /** Size of the active segment file: ≥ writtenBytes, segmentBytes once preallocated. */
+  fileBytes: number;
+  spare: SpareSegment | undefined;
+  /** Moving average of the partition's batch size (bytes), for PREALLOCATE_MAX_AVG_BATCH_BYTES. */
+  avgBatchBytes: number;
   /** Next offset to assign. */
   nextOffset: number;
   /** Next offset after the last durable record. */
@@ -133,6 +198,8 @@ export class FileEventLog implements EventLog {
     rolls: 0,
     deletedSegments: 0,
     lastRetentionError: undefined,
+    preallocatedSegments: 0,
+    lastPreallocError: undefined,
   };
 
   private readonly queue: PendingAppend[] = [];
@@ -140,6 +207,8 @@ export class FileEventLog implements EventLog {
   private flushScheduled = false;
   private failure: LogError | undefined;
   private closed = false;
+  /** Set once close() has drained the queue: spare preparations stop between chunks. */
+  private stopping = false;
   private closing: Promise<void> | undefined;
   private readonly idleWaiters: Array<() => void> = [];
   /** Bumped after every durable cycle; pollers compare it to avoid missing a wakeup. */
@@ -170,6 +239,8 @@ export class FileEventLog implements EventLog {
       syncFile: (fh: FileHandle) => Promise<void>;
       /** Durable writes through O_DSYNC (no separate fdatasync). */
       dsync: boolean;
+      preallocate: boolean;
+      preallocateFile: ((fh: FileHandle, bytes: number) => Promise<void>) | undefined;
     },
   ) {
     this.partitionCount = parts.length;
@@ -197,6 +268,8 @@ export class FileEventLog implements EventLog {
       now: options.now ?? Date.now,
       syncFile: options.syncFile ?? ((fh: FileHandle) => fh.datasync()),
       dsync: durability === 'fsync' && options.syncFile === undefined,
+      preallocate: options.preallocate ?? durability === 'fsync',
+      preallocateFile: options.preallocateFile,
     };
     for (const g of opts.requiredGroups) checkGroupName(g);
     if (options.partitions !== undefined) positiveInt('partitions', options.partitions, 1);
@@ -208,7 +281,7 @@ export class FileEventLog implements EventLog {
     try {
       const partitionCount = await loadOrCreateMeta(dir, options.partitions);
       const recovery: RecoveryReport[] = [];
-      for (let p = 0; p < partitionCount; p++) opened.push(await loadPartition(dir, p, opts.now, recovery, opts.dsync));
+      for (let p = 0; p < partitionCount; p++) opened.push(await loadPartition(dir, p, opts, recovery));
       const groups = await loadGroups(dir, partitionCount);
       const log = new FileEventLog(dir, opened, groups, recovery, lock, opts);
       for (const [g, offsets] of groups) {
@@ -281,6 +354,8 @@ export class FileEventLog implements EventLog {
         }
       });
       start = [...existing];
+    } else if (opts.startAt !== undefined) {
+      start = checkStartAt(group, opts.startAt, this.parts.map((p) => p.segments[0]!.baseOffset), this.parts.map((p) => p.durableNext));
     } else {
       start = this.parts.map((p) => (opts.startFrom === 'latest' ? p.durableNext : p.segments[0]!.baseOffset));
     }
@@ -400,10 +475,11 @@ export class FileEventLog implements EventLog {
       try {
         await this.writeCycle(cycle);
       } catch (err) {
-        this.failure = unavailable(
-          `event log ${this.dir} could not make records durable; it accepts no appends until reopened`,
-          err,
-        );
+        // A failed segment preparation comes as a complete log_unavailable error (where, fix) already.
+        this.failure =
+          err instanceof LogError && err.code === 'log_unavailable'
+            ? err
+            : unavailable(`event log ${this.dir} could not make records durable; it accepts no appends until reopened`, err);
         for (const c of cycle) c.reject(this.failure);
         break;
       }
@@ -451,29 +527,73 @@ export class FileEventLog implements EventLog {
 
   private async writeBatch(part: PartitionState, base: number, frames: Buffer[], recordsBytes: number): Promise<void> {
     const total = BATCH_HEADER_BYTES + recordsBytes;
-    if (part.writtenBytes > 0 && part.writtenBytes + total > this.opts.segmentBytes) await this.roll(part, base);
+    const segmentBytes = this.opts.segmentBytes;
+    if (part.writtenBytes > 0) {
+      if (part.writtenBytes + total > segmentBytes) await this.roll(part, base);
+      // The active segment is not preallocated (created empty, from an older version, or cut back
+      // after a torn tail) and a preallocated one is ready: switch now rather than at the size limit.
+      else if (part.fileBytes < segmentBytes && part.spare?.state === 'ready') await this.roll(part, base);
+    }
     const pos = part.writtenBytes;
     try {
-      // With O_DSYNC (the default) the write itself is the sync: it returns once durable.
+      // With O_DSYNC (the default) the write itself is the sync: it returns once durable. Inside a
+      // preallocated segment it overwrites zero-filled blocks, so no file size or extent changes.
       await writeAll(part.fh, [encodeBatchHeader(base, frames.length, recordsBytes), ...frames], pos);
       part.writtenBytes = pos + total;
+      if (part.writtenBytes > part.fileBytes) part.fileBytes = part.writtenBytes;
       if (this.opts.dsync) this.stats.syncs++;
       else if (this.opts.durability === 'fsync') {
         await this.syncFile(part.fh);
         this.stats.syncs++;
       }
     } catch (err) {
-      // Best effort: leave no half batch behind. The log is poisoned anyway; reopening re-validates.
+      // Best effort: leave no half batch behind (this also gives up the segment's preallocated
+      // space). The log is poisoned anyway; reopening re-validates.
       await part.fh.truncate(pos).catch(() => undefined);
       part.writtenBytes = pos;
+      part.fileBytes = pos;
       throw err;
     }
     this.stats.bytes += total;
+    part.avgBatchBytes = part.avgBatchBytes === 0 ? total : part.avgBatchBytes + (total - part.avgBatchBytes) / 16;
+    if (part.spare === undefined) {
+      if (
+        this.opts.preallocate &&
+        part.writtenBytes >= Math.min(PREPARE_NEXT_SEGMENT_AFTER_BYTES, Math.floor(segmentBytes / 2)) &&
+        part.avgBatchBytes <= PREALLOCATE_MAX_AVG_BATCH_BYTES
+      ) {
+        // Paced only while the active segment is preallocated; otherwise the sooner the switch, the better.
+        part.spare = this.prepareSpare(part, part.fileBytes >= segmentBytes);
+      }
+    } else {
+      part.spare.wake?.();
+    }
   }
 
+  /**
+   * Seals the active segment and makes `base` the new one. Order, for crash safety: the next
+   * segment is complete and durable; the old segment is truncated to its logical end and
+   * fdatasync'd (a sealed segment never holds a zero tail, so readers can trust its size); only then
+   * does the new file get its name, made durable by the directory fsync before anything is written
+   * into it. A crash between any two steps leaves a log that opens with every acknowledged record.
+   */
   private async roll(part: PartitionState, base: number): Promise<void> {
     const path = join(part.dir, segmentFileName(base));
-    const fh = await open(path, this.opts.dsync ? WRITE_NEW_DSYNC : 'wx');
+    // No preparation started (large batches, or one batch filled the segment before the prepare
+    // point): the new segment is created empty rather than stalling this cycle on a zero-fill.
+    const spare = this.opts.preallocate && part.spare !== undefined ? await this.takeSpare(part) : undefined;
+    if (part.fileBytes > part.writtenBytes) {
+      await part.fh.truncate(part.writtenBytes);
+      await part.fh.datasync();
+      part.fileBytes = part.writtenBytes;
+    }
+    let fh: FileHandle;
+    if (spare !== undefined) {
+      await rename(spare, path);
+      fh = await open(path, this.opts.dsync ? READ_WRITE_DSYNC : 'r+');
+    } else {
+      fh = await open(path, this.opts.dsync ? WRITE_NEW_DSYNC : 'wx');
+    }
     try {
       // The new file's directory entry must be durable before records in it are acknowledged.
       await syncDir(part.dir);
@@ -484,10 +604,86 @@ export class FileEventLog implements EventLog {
     const old = part.fh;
     part.fh = fh;
     part.writtenBytes = 0;
+    part.fileBytes = spare !== undefined ? this.opts.segmentBytes : 0;
     part.segments.push({ baseOffset: base, path, durableBytes: 0, lastWriteMs: this.now() });
     this.stats.rolls++;
     await old.close();
     void this.enforceRetention().catch(() => undefined);
+  }
+
+  // ---- preallocation ----
+
+  /** Starts zero-filling the partition's next segment in the background. */
+  private prepareSpare(part: PartitionState, paced: boolean): SpareSegment {
+    const spare: { -readonly [K in keyof SpareSegment]: SpareSegment[K] } = { done: Promise.resolve(''), state: 'filling', paced, wake: undefined };
+    spare.done = this.fillSpare(part, spare).then(
+      (path) => {
+        spare.state = 'ready';
+        this.stats.preallocatedSegments++;
+        return path;
+      },
+      (err: unknown) => {
+        spare.state = 'failed';
+        if (!this.stopping) this.stats.lastPreallocError = err;
+        throw err;
+      },
+    );
+    // Awaited by the roll that needs it (or by close); a background failure is kept in stats until then.
+    spare.done.catch(() => undefined);
+    return spare;
+  }
+
+  private async fillSpare(part: PartitionState, spare: SpareSegment): Promise<string> {
+    const bytes = this.opts.segmentBytes;
+    const tmp = join(part.dir, SPARE_TMP_FILE);
+    const beforeChunk = async (filled: number): Promise<void> => {
+      for (;;) {
+        if (this.stopping) throw new Error('preallocation stopped: the log is closing');
+        if (!spare.paced || filled < part.writtenBytes * SPARE_PACE) return;
+        await new Promise<void>((resolve) => (spare.wake = resolve));
+        spare.wake = undefined;
+      }
+    };
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(tmp, 'w');
+      if (this.opts.preallocateFile !== undefined) await this.opts.preallocateFile(fh, bytes);
+      else await zeroFill(fh, bytes, { beforeChunk, syncEveryBytes: SPARE_SYNC_EVERY_BYTES });
+      await fh.close();
+      fh = undefined;
+      // The name marks a complete, durable file; one found at open is reused.
+      const path = join(part.dir, SPARE_FILE);
+      await rename(tmp, path);
+      return path;
+    } catch (err) {
+      await fh?.close().catch(() => undefined);
+      // Give the space back at once: a partial file is never used.
+      await unlink(tmp).catch(() => undefined);
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new LogError(
+        'log_unavailable',
+        `event log ${this.dir} could not preallocate the next segment of partition ${part.index} (${bytes} bytes): ${reason}; it accepts no appends until reopened`,
+        {
+          retriable: true,
+          where: tmp,
+          cause: err,
+          fix: 'Free disk space (every acknowledged record is intact), then reopen the log. Lower segmentBytes or set preallocate: false to need less space per segment.',
+        },
+      );
+    }
+  }
+
+  /** The path of the complete spare, finishing the one being filled at full speed, or retrying a failed one once. */
+  private async takeSpare(part: PartitionState): Promise<string> {
+    if (part.spare === undefined || part.spare.state === 'failed') part.spare = this.prepareSpare(part, false);
+    const spare = part.spare;
+    spare.paced = false;
+    spare.wake?.();
+    try {
+      return await spare.done;
+    } finally {
+      part.spare = undefined;
+    }
   }
 
   // ---- retention ----
@@ -533,6 +729,10 @@ export class FileEventLog implements EventLog {
     while (this.flushing || this.queue.length > 0) {
       await new Promise<void>((r) => this.idleWaiters.push(r));
     }
+    // No roll can need a spare any more: stop filling (a complete one stays on disk for the next open).
+    this.stopping = true;
+    for (const p of this.parts) p.spare?.wake?.();
+    await Promise.all(this.parts.map((p) => p.spare?.done.catch(() => undefined)));
     await Promise.all([...this.consumers.values()].map((c) => c.close()));
     this.wakeAll();
     await Promise.all([...this.commitChains.values()]);
@@ -711,11 +911,32 @@ async function loadOrCreateMeta(dir: string, requested: number | undefined): Pro
   return partitions;
 }
 
-async function loadPartition(dir: string, index: number, now: () => number, recovery: RecoveryReport[], dsync: boolean): Promise<PartitionState> {
+async function loadPartition(
+  dir: string,
+  index: number,
+  opts: { now: () => number; dsync: boolean; preallocate: boolean; segmentBytes: number },
+  recovery: RecoveryReport[],
+): Promise<PartitionState> {
   const pdir = join(dir, `p${index}`);
   await mkdir(pdir, { recursive: true });
-  const names = (await readdir(pdir)).filter((n) => SEGMENT_FILE.test(n)).sort();
+  const all = await readdir(pdir);
+  const names = all.filter((n) => SEGMENT_FILE.test(n)).sort();
+  // A complete spare of the right size (renamed only after its fdatasync) is reused; anything else is
+  // the remains of an interrupted preparation, or of another segment size, and goes.
+  let spare: SpareSegment | undefined;
+  if (all.includes(SPARE_TMP_FILE)) await unlink(join(pdir, SPARE_TMP_FILE));
+  if (all.includes(SPARE_FILE)) {
+    const path = join(pdir, SPARE_FILE);
+    if (opts.preallocate && (await stat(path)).size === opts.segmentBytes) {
+      const done = Promise.resolve(path);
+      spare = { done, state: 'ready', paced: false, wake: undefined };
+    } else {
+      await unlink(path);
+    }
+  }
   if (names.length === 0) {
+    // Created empty: a log that stays small never zero-fills a segment. Once it holds
+    // PREPARE_NEXT_SEGMENT_AFTER_BYTES, a preallocated segment is prepared and takes over.
     const fh = await open(join(pdir, segmentFileName(0)), 'wx');
     await fh.close();
     await syncDir(pdir);
@@ -725,25 +946,41 @@ async function loadPartition(dir: string, index: number, now: () => number, reco
   for (const name of names) {
     const path = join(pdir, name);
     const st = await stat(path);
+    // Sealed segments were truncated to their logical end at the roll, so their size is their end.
     segments.push({ baseOffset: Number(SEGMENT_FILE.exec(name)![1]), path, durableBytes: st.size, lastWriteMs: st.mtimeMs });
   }
   const last = segments[segments.length - 1]!;
   const rec = await recoverSegment(last.path, last.baseOffset, index);
-  const fh = await open(last.path, dsync ? READ_WRITE_DSYNC : 'r+');
+  const fh = await open(last.path, opts.dsync ? READ_WRITE_DSYNC : 'r+');
+  let fileBytes = rec.fileBytes;
   if (rec.tornReason !== undefined) {
+    // Cut, not zeroed: truncation can never leave torn bytes behind to be read as a batch. The
+    // segment loses its preallocated space and is replaced by a preallocated one after its next batch.
     await fh.truncate(rec.validBytes);
     await fh.datasync();
+    fileBytes = rec.validBytes;
     recovery.push({
       partition: index,
       segment: last.path,
       truncatedAtByte: rec.validBytes,
-      truncatedBytes: rec.fileBytes - rec.validBytes,
+      truncatedBytes: rec.tornBytes ?? rec.fileBytes - rec.validBytes,
       reason: rec.tornReason,
     });
-    last.lastWriteMs = now();
+    last.lastWriteMs = opts.now();
   }
   last.durableBytes = rec.validBytes;
-  return { index, dir: pdir, segments, fh, writtenBytes: rec.validBytes, nextOffset: rec.nextOffset, durableNext: rec.nextOffset };
+  return {
+    index,
+    dir: pdir,
+    segments,
+    fh,
+    writtenBytes: rec.validBytes,
+    fileBytes,
+    spare,
+    avgBatchBytes: 0,
+    nextOffset: rec.nextOffset,
+    durableNext: rec.nextOffset,
+  };
 }
 
 async function loadGroups(dir: string, partitionCount: number): Promise<Map<string, number[]>> {

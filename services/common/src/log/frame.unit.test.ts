@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { BATCH_HEADER_BYTES, checkBatchRecords, encodeBatchHeader, encodeRecord, findLaterBatch, readBatchHeader } from './frame';
 import { positionsAfter, type ConsumedRecord } from './port';
 import { measureRecord, nextCommitted, partitionForKey } from './record';
+import { lastNonZeroByte } from './segment';
 
 function batch(records: { key: string; value: Uint8Array; headers?: Record<string, string> }[], base: number, timeMs: number): Buffer {
   const frames = records.map((r, i) => encodeRecord(measureRecord(r, i, 1 << 20), base + i, timeMs));
@@ -109,5 +110,35 @@ describe('record rules', () => {
     expect(nextCommitted('g', [1, 2], [5, 2], [{ partition: 0, nextOffset: 3 }])).toEqual([3, 2]);
     expect(() => nextCommitted('g', [1, 2], [5, 2], [{ partition: 1, nextOffset: 3 }])).toThrow(/only up to 2 was delivered/);
     expect(() => nextCommitted('g', [1, 2], [5, 2], [{ partition: 0, nextOffset: 0 }])).toThrow(/already committed 1/);
+  });
+});
+
+describe('zero tail scan (recovery of preallocated segments)', () => {
+  it('finds the last non-zero byte at or after a position, across its 64 KiB scan chunks', () => {
+    const size = 3 * 64 * 1024 + 100;
+    const buf = Buffer.alloc(size);
+    expect(lastNonZeroByte(buf, 0)).toBe(-1);
+    expect(lastNonZeroByte(buf, size)).toBe(-1);
+    for (const at of [0, 1, 64 * 1024 - 1, 64 * 1024, 2 * 64 * 1024 + 7, size - 1]) {
+      buf.fill(0);
+      buf[at] = 1;
+      expect(lastNonZeroByte(buf, 0)).toBe(at);
+      expect(lastNonZeroByte(buf, at)).toBe(at);
+      expect(lastNonZeroByte(buf, at + 1)).toBe(-1);
+    }
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 4000 }), fc.integer({ min: 0, max: 4000 }), fc.array(fc.integer({ min: 0, max: 3999 }), { maxLength: 5 }), (len, from, marks) => {
+        const b = Buffer.alloc(len);
+        for (const m of marks) if (m < len) b[m] = 0xff;
+        let want = -1;
+        for (let i = len - 1; i >= from; i--) {
+          if (b[i] !== 0) {
+            want = i;
+            break;
+          }
+        }
+        expect(lastNonZeroByte(b, from)).toBe(want);
+      }),
+    );
   });
 });

@@ -18,7 +18,7 @@
 import { ConnectionPool, Consumer, FetchIsolationLevels, ListOffsetTimestamps, type BaseOptions, type ClusterMetadata } from '@platformatic/kafka';
 import { closedError, type LogError } from './errors';
 import { toLogError } from './kafka-errors';
-import type { ConsumedRecord, ConsumerPosition, LogConsumer } from './port';
+import { checkStartAt, type ConsumedRecord, type ConsumerPosition, type LogConsumer } from './port';
 import { checkPollArgs, nextCommitted } from './record';
 import { Waiters } from './waiters';
 
@@ -75,6 +75,7 @@ export class KafkaConsumer implements LogConsumer {
   /** Settles (never rejects) when the current assignment is known. */
   private ready: Promise<void> = Promise.resolve();
   private startFrom: 'earliest' | 'latest' = 'earliest';
+  private startAt: readonly number[] | undefined;
   private readonly waiters = new Waiters();
   private rr = 0;
   private closed = false;
@@ -135,8 +136,16 @@ export class KafkaConsumer implements LogConsumer {
   }
 
   /** Joins the group and fixes its starting positions (committing them for a new group). */
-  async join(startFrom: 'earliest' | 'latest'): Promise<void> {
+  async join(startFrom: 'earliest' | 'latest', startAt?: readonly number[]): Promise<void> {
     this.startFrom = startFrom;
+    if (startAt !== undefined) {
+      // Checked before joining, so a refused position leaves no group behind.
+      const [earliest, latest] = await Promise.all(
+        [ListOffsetTimestamps.EARLIEST, ListOffsetTimestamps.LATEST].map((timestamp) => this.member.listOffsets({ topics: [this.topic], timestamp })),
+      );
+      const at = (m: Map<string, bigint[]> | undefined) => Array.from({ length: this.n }, (_, p) => Number(m?.get(this.topic)?.[p] ?? 0n));
+      this.startAt = checkStartAt(this.group, startAt, at(earliest), at(latest));
+    }
     this.member.topics.track(this.topic);
     await this.member.joinGroup({});
     await this.refreshAssignment();
@@ -216,12 +225,17 @@ export class KafkaConsumer implements LogConsumer {
     const missing = all.filter((p) => !((committed[p] ?? -1) >= 0));
     if (missing.length > 0) {
       // A new group: fix its start now, so a 'latest' group rejoining later does not skip ahead.
-      const ends = await this.member.listOffsets({
-        topics: [this.topic],
-        timestamp: this.startFrom === 'latest' ? ListOffsetTimestamps.LATEST : ListOffsetTimestamps.EARLIEST,
-      });
-      const start = ends.get(this.topic) ?? [];
-      for (const p of missing) committed[p] = Number(start[p] ?? 0n);
+      const startAt = this.startAt;
+      if (startAt !== undefined) {
+        for (const p of missing) committed[p] = startAt[p] ?? 0;
+      } else {
+        const ends = await this.member.listOffsets({
+          topics: [this.topic],
+          timestamp: this.startFrom === 'latest' ? ListOffsetTimestamps.LATEST : ListOffsetTimestamps.EARLIEST,
+        });
+        const start = ends.get(this.topic) ?? [];
+        for (const p of missing) committed[p] = Number(start[p] ?? 0n);
+      }
       await this.member.commit({
         offsets: missing.map((p) => ({ topic: this.topic, partition: p, offset: BigInt(committed[p]!), leaderEpoch: -1 })),
       });

@@ -286,7 +286,7 @@ export class KafkaEventLog implements EventLog {
     const c = new KafkaConsumer(this, group, this.base, this.opts);
     this.consumers.set(group, c);
     try {
-      await c.join(opts.startFrom ?? 'earliest');
+      await c.join(opts.startFrom ?? 'earliest', opts.startAt);
     } catch (err) {
       this.consumers.delete(group);
       await c.close().catch(() => {});

@@ -282,6 +282,27 @@ export function eventLogConformance(adapter: string, create: () => Promise<LogUn
       expect(await earliest.poll(10, 30)).toEqual([]);
     });
 
+    it('starts a new group at the given offsets with startAt, refuses offsets outside the log, and ignores startAt once committed', async () => {
+      const { log } = await setup({ partitions: 2 });
+      const results = await log.append(Array.from({ length: 10 }, (_, i) => rec(`s${i % 3}`, `${i}`)));
+      const ends = await log.endOffsets();
+      const from = ends.map((e) => Math.min(e, 2));
+      const c = await log.consumer('resume', { startAt: from });
+      const got = await drain(c, ends.reduce((a, e, p) => a + e - from[p]!, 0));
+      expect(got.every((r) => r.offset >= from[r.partition]!)).toBe(true);
+      expect(got.length).toBe(results.filter((r) => r.offset >= from[r.partition]!).length);
+      await c.commit();
+      await c.close();
+      const again = await log.consumer('resume', { startAt: ends.map(() => 0) });
+      expect(await again.poll(10, 30)).toEqual([]);
+      await again.close();
+      await expectCode(log.consumer('beyond', { startAt: ends.map((e) => e + 1) }), 'log_offset_out_of_range');
+      await expectCode(log.consumer('short', { startAt: [0] }), 'log_invalid_argument');
+      // A refused start joins nothing: the group can still start elsewhere.
+      const at0 = await log.consumer('beyond', { startAt: ends.map(() => 0) });
+      expect((await drain(at0, 10)).length).toBe(10);
+    });
+
     it('refuses to commit past what was delivered or back before the last commit', async () => {
       const { log } = await setup({ partitions: 1 });
       await log.append(Array.from({ length: 5 }, (_, i) => rec('k', `${i}`)));

@@ -6,7 +6,7 @@
  */
 import { Waiters } from './waiters';
 import { closedError, LogError } from './errors';
-import type { AppendResult, ConsumedRecord, ConsumerOptions, ConsumerPosition, EventLog, LogConsumer, LogRecord } from './port';
+import { checkStartAt, type AppendResult, type ConsumedRecord, type ConsumerOptions, type ConsumerPosition, type EventLog, type LogConsumer, type LogRecord } from './port';
 import { checkGroupName, checkPollArgs, DEFAULT_MAX_RECORD_BYTES, measureRecords, nextCommitted, partitionForKey } from './record';
 
 interface StoredRecord {
@@ -121,7 +121,11 @@ export class MemoryEventLog implements EventLog {
     if (this.consumers.has(group)) throw new LogError('log_group_busy', `consumer group ${group} already has an open consumer`);
     let start = this.storage.groups.get(group);
     if (start === undefined) {
-      start = this.storage.partitions.map((p) => (opts.startFrom === 'latest' ? p.length : 0));
+      const ends = this.storage.partitions.map((p) => p.length);
+      start =
+        opts.startAt !== undefined
+          ? checkStartAt(group, opts.startAt, ends.map(() => 0), ends)
+          : this.storage.partitions.map((p) => (opts.startFrom === 'latest' ? p.length : 0));
       this.storage.groups.set(group, start);
     }
     const c = new MemoryConsumer(this, group, [...start]);

@@ -6,6 +6,7 @@
  * Offsets are plain numbers (safe integers): Kafka's int64 offsets never reach 2^53 in practice
  * (285 years at 1M records/s), and numbers compare, serialise and index without ceremony.
  */
+import { LogError } from './errors';
 
 /** A record to append. */
 export interface LogRecord {
@@ -47,6 +48,14 @@ export interface ConsumerOptions {
    * Ignored once the group has committed.
    */
   readonly startFrom?: 'earliest' | 'latest';
+  /**
+   * Where a group with no committed position starts, one offset per partition (overrides
+   * `startFrom`): a reader resuming after a state snapshot. Each offset must lie between the
+   * partition's oldest retained offset and its end, else the call rejects with
+   * 'log_offset_out_of_range' (nothing is joined); a wrong length is 'log_invalid_argument'.
+   * Ignored once the group has committed.
+   */
+  readonly startAt?: readonly number[];
 }
 
 export interface EventLog {
@@ -98,6 +107,24 @@ export interface LogConsumer {
 
   /** Leaves the group without committing; a pending poll resolves with []. Idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * Checks `startAt` (ConsumerOptions) against each partition's oldest retained offset and end; returns
+ * a copy. Shared by the adapters so they refuse the same positions with the same errors.
+ */
+export function checkStartAt(group: string, startAt: readonly number[], oldest: readonly number[], ends: readonly number[]): number[] {
+  if (startAt.length !== oldest.length || !startAt.every((o) => Number.isSafeInteger(o) && o >= 0)) {
+    throw new LogError('log_invalid_argument', `startAt of group ${group} must be ${oldest.length} non-negative integer offsets, got [${startAt.join(',')}]`, { where: group });
+  }
+  startAt.forEach((o, p) => {
+    const lo = oldest[p] ?? 0;
+    const hi = ends[p] ?? 0;
+    if (o < lo || o > hi) {
+      throw new LogError('log_offset_out_of_range', `group ${group} cannot start at offset ${o} in partition ${p}: retained offsets are ${lo}..${hi}`, { where: group });
+    }
+  });
+  return [...startAt];
 }
 
 /** The positions just after the given records: what to commit once they are processed. */

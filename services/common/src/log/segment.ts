@@ -6,6 +6,10 @@ import { checkBatchRecords, findLaterBatch, readBatchHeader, type BatchHeader, t
 export interface Segment {
   readonly baseOffset: number;
   readonly path: string;
+  /**
+   * The logical end of the durable batches. Equal to the file size for a sealed segment (a roll
+   * truncates it); smaller than the file size for a preallocated active segment.
+   */
   durableBytes: number;
   /** Time of the last write (log clock), for retention. */
   lastWriteMs: number;
@@ -30,18 +34,44 @@ export function corruptError(path: string, partition: number, atByte: number, of
 
 export interface RecoveredSegment {
   readonly nextOffset: number;
+  /** The logical end: where the last valid batch ends and the next batch goes. */
   readonly validBytes: number;
   readonly fileBytes: number;
-  /** Set when a torn tail was found: the reason the first bad batch failed. */
+  /** Set when torn data was found after the last valid batch: the reason the first bad batch failed. */
   readonly tornReason?: string;
+  /**
+   * Bytes of torn data: from validBytes through the last non-zero byte of the file. Zero bytes after
+   * it are not counted; they cannot be told apart from preallocated space.
+   */
+  readonly tornBytes?: number;
+}
+
+const ZERO_SCAN = Buffer.alloc(64 * 1024);
+
+/** Position of the last non-zero byte of buf at or after `from`, or -1 when buf[from..] is all zero. */
+export function lastNonZeroByte(buf: Buffer, from: number): number {
+  let end = buf.length;
+  while (end > from) {
+    const start = Math.max(from, end - ZERO_SCAN.length);
+    // Buffer.equals is a native memcmp: a 64 MiB zero tail scans in a few milliseconds.
+    if (!buf.subarray(start, end).equals(ZERO_SCAN.subarray(0, end - start))) {
+      for (let i = end - 1; i >= start; i--) if (buf[i] !== 0) return i;
+    }
+    end = start;
+  }
+  return -1;
 }
 
 /**
- * Validates the last segment of a partition and finds where its valid data ends. Each flush cycle
- * writes one batch per partition and starts only after the previous cycle's fdatasync, so at a crash
- * only the final batch can be incomplete or garbled. A damaged batch followed by a valid later batch
- * is therefore real corruption (acknowledged data) and fails loudly; a damaged final batch is a torn
- * tail: never acknowledged, reported, and cut off by the caller.
+ * Validates the last segment of a partition and finds its logical end: where its last valid batch
+ * ends. Each flush cycle writes one batch per partition and starts only after the previous cycle's
+ * write was durable, so at a crash only the final batch can be incomplete or garbled.
+ *
+ * - The rest of the file all zero: a clean end. Preallocated segments are zero-filled to their full
+ *   size, so this is their normal state; nothing is reported and nothing is cut.
+ * - A damaged batch followed by a valid later batch: real corruption (acknowledged data), fails loudly.
+ * - Otherwise the final batch is torn: never acknowledged, reported (tornReason, tornBytes), and cut
+ *   off by the caller.
  */
 export async function recoverSegment(path: string, baseOffset: number, partition: number): Promise<RecoveredSegment> {
   const buf = await readFile(path);
@@ -68,11 +98,13 @@ export async function recoverSegment(path: string, baseOffset: number, partition
       // The header is intact, so anything inside its extent is this batch's payload, not a later batch.
       defect = { atByte: r.atByte, offset: r.offset, reason: r.reason, searchFrom: pos + h.header.totalBytes - 1 };
     }
+    const lastData = lastNonZeroByte(buf, pos);
+    if (lastData === -1) break;
     const later = findLaterBatch(buf, defect.searchFrom, expected);
     if (later !== -1) {
       throw corruptError(path, partition, defect.atByte, defect.offset, `${defect.reason}; a valid batch follows at byte ${later}, so this is not a torn tail`);
     }
-    return { nextOffset: expected, validBytes: pos, fileBytes: buf.length, tornReason: defect.reason };
+    return { nextOffset: expected, validBytes: pos, fileBytes: buf.length, tornReason: defect.reason, tornBytes: lastData + 1 - pos };
   }
   return { nextOffset: expected, validBytes: pos, fileBytes: buf.length };
 }
@@ -80,9 +112,10 @@ export async function recoverSegment(path: string, baseOffset: number, partition
 const READ_CHUNK_BYTES = 1024 * 1024;
 
 /**
- * Sequential reader over one partition's segments for a consumer. Reads only the durable region,
- * verifies every batch and record checksum, and never skips: a defect is a log_corrupt error naming
- * the segment file, byte position and offset.
+ * Sequential reader over one partition's segments for a consumer. Reads only the durable region
+ * (`durableBytes`, the logical end; never the file size, which for a preallocated active segment
+ * includes its zero-filled space), verifies every batch and record checksum, and never skips: a
+ * defect is a log_corrupt error naming the segment file, byte position and offset.
  */
 export class PartitionReader {
   /** Offset of the next record this reader will return. */
