@@ -19,6 +19,9 @@ import { WebhookNotifier } from '../../processors/src/approvals/notifier';
 import { EvidenceWriter, evidenceWriterProducerId } from '../../processors/src/evidence-writer';
 import { RiskProcessor } from '../../processors/src/risk-processor';
 import { DlpProcessor, isContentEvent } from '../../processors/src/dlp-processor';
+import { startApprovalService } from '../../processors/src/approvals/snapshots';
+import { FileSnapshotStore, type SnapshotOptions } from '../../processors/src/snapshot-store';
+import { join } from 'node:path';
 import type { Backbone } from './backbone';
 
 /**
@@ -87,11 +90,24 @@ export interface RunningProcessors {
   close(): Promise<void>;
 }
 
+/**
+ * Where the processors keep state snapshots (dataDir/snapshots), and which log they are of: the
+ * embedded log's directory, or the Kafka brokers and events topic. Undefined when disabled.
+ */
+export function processorSnapshots(config: LoadedConfig['config']): SnapshotOptions | undefined {
+  const s = config.processors.snapshots;
+  if (!s.enabled) return undefined;
+  const logId =
+    config.log.kind === 'kafka' ? `kafka:${[...config.log.kafka!.brokers].sort().join(',')}/${config.log.kafka!.topics.events}` : `file:${join(config.dataDir, 'log')}`;
+  return { store: new FileSnapshotStore(join(config.dataDir, 'snapshots')), logId, everyRecords: s.everyRecords, everyMs: s.everyMs };
+}
+
 /** Evidence writer, approvals processor and risk processor. */
 export async function startProcessors(ctx: RoleContext): Promise<RunningProcessors> {
   const { config } = ctx.loaded;
   const { logger, backbone } = ctx;
   const closer = new Closer(logger);
+  const snapshots = processorSnapshots(config);
   try {
     const store = await backbone.store();
     const writerRt = await openProducer(ctx, closer, 'evidence-writer', evidenceWriterProducerId());
@@ -131,14 +147,21 @@ export async function startProcessors(ctx: RoleContext): Promise<RunningProcesso
         })
       : undefined;
     const startApprovals = async (): Promise<ApprovalService> => {
-      const approvals = await ApprovalService.start({
-        log: backbone.log,
-        group: `approvals-${randomUUID()}`,
-        emitter: approvalsRt.emitter,
-        publisher: new ControlPublisher(backbone.controlLog, approvalsRt.keyring),
-        producerId: approvalsProducer,
+      const started = await startApprovalService(
+        {
+          log: backbone.log,
+          group: `approvals-${randomUUID()}`,
+          emitter: approvalsRt.emitter,
+          publisher: new ControlPublisher(backbone.controlLog, approvalsRt.keyring),
+          producerId: approvalsProducer,
+          logger,
+        },
+        snapshots,
         logger,
-      });
+      );
+      const approvals = started.service;
+      // Closed in reverse: the service stops first, then its book is saved.
+      closer.add(() => started.saveNow());
       closer.add(() => approvals.stop());
       const approvalsProcessor = await ApprovalsProcessor.start({ service: approvals, logger, ...(notifier ? { notifier } : {}) });
       closer.add(() => approvalsProcessor.stop());
@@ -147,7 +170,7 @@ export async function startProcessors(ctx: RoleContext): Promise<RunningProcesso
 
     // Risk: signals and findings per identity; suspensions go to every gateway on the control log.
     const riskRt = await openProducer(ctx, closer, 'risk', `risk-${hostname()}`);
-    const risk = new RiskProcessor({ log: backbone.log, emitter: riskRt.emitter, publisher: new ControlPublisher(backbone.controlLog, riskRt.keyring), policy: config.risk, logger });
+    const risk = new RiskProcessor({ log: backbone.log, emitter: riskRt.emitter, publisher: new ControlPublisher(backbone.controlLog, riskRt.keyring), policy: config.risk, logger, ...(snapshots ? { snapshots } : {}) });
 
     // DLP beyond PAN: derived data.masked (provenance), data security findings, and the content
     // stage of the store (the redacted copy where it redacted, attested by its data.masked).
@@ -158,6 +181,7 @@ export async function startProcessors(ctx: RoleContext): Promise<RunningProcesso
       policy: config.dlp,
       panKey: dlpRt.panKey,
       logger,
+      ...(snapshots ? { snapshots } : {}),
       storeContent: async (rows, token) => {
         await store.insertEvents(rows.map((r) => toStoredEvent(r.event as unknown as AttestEvent, r.bytes, r.hash, r.redactedBy)), token);
       },

@@ -52,19 +52,23 @@
  *
  * The findings book (open/closed per case) is rebuilt from the log at start and after any failure
  * that may leave it ahead of the log: a throwaway reader replays every finding.* event with a `dlp-`
- * finding id below the committed positions, then the finding events of the uncommitted stretch are
+ * finding id below the committed positions (from a state snapshot's positions and book when one may
+ * be used: docs/processors.md; the snapshot is the "covered" book, the fold of exactly the finding
+ * events below the committed positions), then the finding events of the uncommitted stretch are
  * folded (the fold is order-independent, so partitions may interleave). A finding.closed written by
  * anyone (the console) closes the case; the next sighting opens a new generation (a new finding id).
  * Never is an input decided twice on the same book: a failed emit discards the book and rebuilds.
  *
- * Limits: only one DLP processor per group (the book needs every partition); the replay reads the
- * whole retained log at every rebuild (headers let it skip decoding all but finding events); SSE is
+ * Limits: only one DLP processor per group (the book needs every partition); without a snapshot the
+ * replay reads the whole retained log (headers let it skip decoding all but finding events); SSE is
  * scanned as one text, so a secret split across two text deltas is not seen; outputs carry the
  * processor emitter's tenant id (one processor per tenant).
  */
 import type { Logger } from 'pino';
 import { ProcessorLoop } from './processor-loop';
-import { probeUncommitted, replayBelow } from './log-replay';
+import { probeUncommitted, replayBelow, type ReplayResult } from './log-replay';
+import { SnapshotRejected, type SnapshotOptions } from './snapshot-store';
+import { SnapshotKeeper } from './snapshots';
 import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
 import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
 import {
@@ -155,6 +159,8 @@ export interface DlpProcessorOptions {
    * token and event id, like the writer's inserts.
    */
   readonly storeContent?: (rows: readonly ContentRow[], dedupToken: string) => Promise<void>;
+  /** State snapshots (a cache that shortens the rebuild); none when absent: every rebuild replays the retained log. */
+  readonly snapshots?: SnapshotOptions;
 }
 
 /** A content event as the DLP stage stores it. */
@@ -195,6 +201,12 @@ export interface DlpProcessorStats {
   rebuilds: number;
   /** Finding events folded by the last rebuild. */
   replayed: number;
+  /** Records the last rebuild's replay read below the committed positions (from the snapshot's positions when it used one). */
+  replayRead: number;
+  /** Whether the last rebuild started from a state snapshot. */
+  fromSnapshot: boolean;
+  snapshotsSaved: number;
+  snapshotsRejected: number;
   /** Original ids found already derived in the uncommitted stretch by the last rebuild. */
   pendingDerived: number;
   retries: number;
@@ -216,6 +228,12 @@ interface CaseRecord {
   related: string[];
   closed: boolean;
 }
+
+/** Version of DlpFindingBook's snapshot shape: bump it with any change to CaseRecord or the fold. */
+export const DLP_BOOK_STATE_VERSION = 1;
+
+/** A DlpFindingBook as plain data: [finding id, case] sorted by finding id. */
+export type DlpBookState = readonly (readonly [string, Readonly<CaseRecord>])[];
 
 /**
  * Data security cases by finding id. Folding is order-independent (a case's events may sit in
@@ -245,6 +263,36 @@ export class DlpFindingBook {
   put(s: DataSecurityCase): void {
     const c = this.#cases.get(s.findingId);
     this.#cases.set(s.findingId, { openedAtUs: s.openedAtUs, occurrences: s.occurrences, related: [...s.relatedEventIds], closed: s.status === 'closed' || (c?.closed ?? false) });
+  }
+
+  /** The book as plain data (copies, sorted by finding id): for a state snapshot. */
+  toState(): DlpBookState {
+    return [...this.#cases]
+      .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .map(([id, c]) => [id, { openedAtUs: c.openedAtUs, occurrences: c.occurrences, related: [...c.related], closed: c.closed }] as const);
+  }
+
+  /** A book from `toState()` output; throws a TypeError when it is malformed. */
+  static fromState(state: unknown): DlpFindingBook {
+    if (!Array.isArray(state)) throw new TypeError('dlp book state is not an array');
+    const book = new DlpFindingBook();
+    for (const e of state as unknown[]) {
+      const [id, c] = (Array.isArray(e) ? e : []) as [unknown, Partial<CaseRecord> | undefined];
+      if (
+        typeof id !== 'string' ||
+        c === null ||
+        typeof c !== 'object' ||
+        typeof c.openedAtUs !== 'number' ||
+        typeof c.occurrences !== 'number' ||
+        typeof c.closed !== 'boolean' ||
+        !Array.isArray(c.related) ||
+        !c.related.every((x) => typeof x === 'string')
+      ) {
+        throw new TypeError('dlp book state has a malformed case');
+      }
+      book.#cases.set(id, { openedAtUs: c.openedAtUs, occurrences: c.occurrences, related: [...c.related], closed: c.closed });
+    }
+    return book;
   }
 
   /** Folds a finding event about a DLP case (others are ignored). */
@@ -277,6 +325,12 @@ export class DlpProcessor {
   readonly #maxWait: number;
   readonly #key: DlpKey;
   #book = new DlpFindingBook();
+  /**
+   * The fold of exactly the finding events below the committed positions (what a replay would
+   * build; #book is ahead of it by this run's own decisions): what a snapshot holds.
+   */
+  #covered = new DlpFindingBook();
+  readonly #snap: SnapshotKeeper;
   /** Original ids whose outputs are durable: the uncommitted stretch at the last rebuild, and this run's. */
   #handled = new Set<string>();
   /** Original id → the data.masked that redacted it and the redacted event's digest (bounded like #handled). */
@@ -311,12 +365,27 @@ export class DlpProcessor {
       records: 0,
       rebuilds: 0,
       replayed: 0,
+      replayRead: 0,
+      fromSnapshot: false,
+      snapshotsSaved: 0,
+      snapshotsRejected: 0,
       pendingDerived: 0,
       retries: 0,
       cases: 0,
       scanMs: 0,
       lastError: undefined,
     };
+    this.#snap = new SnapshotKeeper({
+      snapshots: opts.snapshots,
+      group: this.group,
+      partitions: opts.log.partitionCount,
+      logger: opts.logger,
+      label: 'dlp processor',
+      stateVersion: DLP_BOOK_STATE_VERSION,
+      // The fold reads finding events only, whatever the policy: nothing else to pin.
+      fingerprint: '',
+      now: this.#now,
+    });
     this.#life = new ProcessorLoop({
       label: 'dlp processor',
       stats: this.stats,
@@ -327,6 +396,7 @@ export class DlpProcessor {
       rebuild: () => this.#rebuild(),
       step: () => this.#step(),
       closeConsumer: () => this.#closeConsumer(),
+      onStopped: () => this.#saveSnapshot('stop'),
     });
   }
 
@@ -379,16 +449,22 @@ export class DlpProcessor {
   async #processBatch(consumer: LogConsumer, records: ConsumedRecord[]): Promise<void> {
     const byKey = new Map<string, UnchainedEvent<EventType>[]>();
     const rows: ContentRow[] = [];
+    // Delivered while stop() closed the consumer: left uncommitted (redelivered at the next start),
+    // and not folded, so the book stays at the committed positions (a snapshot can still be taken).
+    if (this.#life.stopping && this.#consumer !== consumer) return;
     const storing = this.#o.storeContent !== undefined;
+    this.#snap.folding();
     for (const r of records) {
       this.stats.recordsSeen++;
       const t = r.headers['type'];
-      if (t !== undefined && !HANDLED_TYPES.has(t)) continue;
+      if (t !== undefined && !HANDLED_TYPES.has(t) && !FINDING_TYPES.has(t)) continue;
       const event = this.#decode(r);
       if (event === undefined) continue;
       const type = event.metadata.type;
-      if (type === 'finding.closed') {
-        this.#book.apply(event);
+      if (FINDING_TYPES.has(type)) {
+        // Every finding event below the committed positions, as a replay folds them (own ones included).
+        this.#covered.apply(event);
+        if (type === 'finding.closed') this.#book.apply(event);
         continue;
       }
       const field = CONTENT_BY_TYPE.get(type);
@@ -440,9 +516,18 @@ export class DlpProcessor {
     await this.#o.beforeCommit?.(records);
     if (this.#life.stopping && this.#consumer !== consumer) return;
     await consumer.commit(positionsAfter(records));
+    this.#snap.committed(records);
     this.stats.commits++;
     this.stats.records += records.length;
     this.stats.cases = this.#book.size;
+    if (this.#snap.due()) void this.#saveSnapshot('cadence');
+  }
+
+  /** A snapshot of the finding events folded below the committed positions (nothing when a batch is in hand). */
+  async #saveSnapshot(why: 'cadence' | 'stop'): Promise<void> {
+    // Read when the keeper takes the snapshot (with its positions), not now.
+    await this.#snap.save(() => this.#covered.toState(), why);
+    this.stats.snapshotsSaved = this.#snap.stats.snapshotsSaved;
   }
 
   /**
@@ -566,7 +651,6 @@ export class DlpProcessor {
   async #rebuild(): Promise<void> {
     const t0 = this.#now();
     await this.#closeConsumer();
-    const book = new DlpFindingBook();
     const handled = new Set<string>();
     const derivedBy = new Map<string, { by: string; digest: Uint8Array }>();
     const log = this.#o.log;
@@ -586,16 +670,43 @@ export class DlpProcessor {
       if (FINDING_TYPES.has(e.metadata.type)) pending.push(e);
     });
 
-    // 2. Fold the finding events below the committed positions (headers skip decoding the rest).
+    // 2. Fold the finding events below the committed positions (headers skip decoding the rest):
+    //    from the snapshot's positions when one may be used, else from the oldest retained record.
+    let book = new DlpFindingBook();
     let replayed = 0;
-    await replayBelow(replay, until, (r) => {
+    const fold = (r: ConsumedRecord) => {
       const t = r.headers['type'];
       if (t !== undefined && !FINDING_TYPES.has(t)) return;
       const e = this.#decode(r, false);
       if (e === undefined || !FINDING_TYPES.has(e.metadata.type)) return;
       book.apply(e);
       replayed++;
-    });
+    };
+    let result: ReplayResult | undefined;
+    const snap = await this.#snap.load(until);
+    if (snap !== undefined) {
+      try {
+        try {
+          book = DlpFindingBook.fromState(snap.state);
+        } catch (err) {
+          throw new SnapshotRejected('snapshot_state_invalid', (err as Error).message);
+        }
+        result = await replayBelow(replay, until, fold, { from: snap.positions, anchors: snap.anchors });
+      } catch (err) {
+        if (!(err instanceof SnapshotRejected)) throw err;
+        this.#snap.rejected(err);
+        book = new DlpFindingBook();
+        replayed = 0;
+        result = undefined;
+      }
+    }
+    const fromSnapshot = result !== undefined;
+    result ??= await replayBelow(replay, until, fold);
+    this.#covered = DlpFindingBook.fromState(book.toState());
+    this.#snap.reset(until, result.anchors, fromSnapshot);
+    this.stats.replayRead = result.records;
+    this.stats.fromSnapshot = fromSnapshot;
+    this.stats.snapshotsRejected = this.#snap.stats.snapshotsRejected;
 
     // 3. The uncommitted stretch's findings (durable, whoever wrote them).
     for (const e of pending) book.apply(e);
@@ -610,7 +721,7 @@ export class DlpProcessor {
     // 4. Consume from the committed positions.
     this.#consumer = await log.consumer(this.group, { startFrom: 'earliest' });
     this.#o.logger.info(
-      { group: this.group, replayed, uncommittedDerived: handled.size, cases: book.size, ms: this.#now() - t0 },
+      { group: this.group, replayed, fromSnapshot, uncommittedDerived: handled.size, cases: book.size, ms: this.#now() - t0 },
       'dlp processor: findings book rebuilt from the log',
     );
   }

@@ -32,6 +32,8 @@ export interface ProcessorLoopOptions {
   /** One poll and its batch; throws on a failure (nothing committed). */
   step: () => Promise<void>;
   closeConsumer: () => Promise<void>;
+  /** Runs once the loop has ended (stop or give-up), before the consumer closes: e.g. a state snapshot. Must not throw. */
+  onStopped?: () => Promise<void>;
 }
 
 export class ProcessorLoop {
@@ -67,6 +69,7 @@ export class ProcessorLoop {
       }
     }
     this.loop = this.run().finally(async () => {
+      await this.o.onStopped?.().catch(() => undefined);
       await this.o.closeConsumer();
       this.o.stats.state = 'stopped';
       for (const w of this.idleWaiters.splice(0)) w.resolve();

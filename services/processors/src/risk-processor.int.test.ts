@@ -5,7 +5,8 @@
  * suspension threshold; the identity must be suspended once, at the "gateway" within a second, and
  * stay suspended once across restarts and failures.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -17,6 +18,8 @@ import { SAMPLE_PARTS } from '../../common/src/events/fixtures';
 import { InMemoryKeyStore, Keyring } from '../../common/src/integrity';
 import { LogError, MemoryEventLog } from '../../common/src/log';
 import { RiskProcessor } from './risk-processor';
+import { FileSnapshotStore, type SnapshotOptions } from './snapshot-store';
+import type { IdentityState } from './risk/state';
 import { onlySignals } from './risk/testing';
 
 const logger = pino({ level: 'silent' });
@@ -82,10 +85,11 @@ async function processor(r: Rig, extra: Partial<ConstructorParameters<typeof Ris
 
 let n = 0;
 /** A gateway refusing the agent's request (a denial), durably on the log. */
-async function deny(r: Rig, session = 'sess-1'): Promise<void> {
+async function deny(r: Rig, session = 'sess-1', subject?: string): Promise<void> {
   n++;
   const { tenantId: _t, ...parts } = SAMPLE_PARTS['gateway.request.blocked'];
-  await r.gateway.emit([r.gateway.build('gateway.request.blocked', { ...parts, correlation: { sessionId: session, requestId: `req-${n}`, upstreamRequestId: null } })], session);
+  const actor = subject === undefined ? parts.actor : { ...parts.actor, subject };
+  await r.gateway.emit([r.gateway.build('gateway.request.blocked', { ...parts, actor, correlation: { sessionId: session, requestId: `req-${n}`, upstreamRequestId: null } })], session);
 }
 
 async function events(log: MemoryEventLog): Promise<AnyAttestEvent[]> {
@@ -233,5 +237,173 @@ describe('risk processor', () => {
     expect(restored[0]!.payload).toMatchObject({ automatic: true, reason: 'risk:suspension-lapsed', suspendedEventId: ofType(evs, 'identity.suspended')[0]!.metadata.eventId });
     expect(p.stats).toMatchObject({ suspensions: 1, restores: 1 });
     expect(suspendedNow(r)).toBeUndefined();
+  });
+});
+
+/** Warning lines a processor logs (JSON), for the snapshot refusals. */
+function capturingLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'warn' }, stream), lines };
+}
+
+const byKey = (ids: readonly IdentityState[]) => [...ids].sort((a, b) => (a.key < b.key ? -1 : 1));
+
+describe('risk processor state snapshots', () => {
+  const snapshotsOf = (r: Rig, extra: Partial<SnapshotOptions> = {}): SnapshotOptions => ({
+    store: new FileSnapshotStore(join(r.dir, 'snapshots')),
+    logId: 'memory:risk-test',
+    ...extra,
+  });
+
+  it('a denial window begun before the snapshot still trips after a restart from it, which replays only the records committed after it; the book equals a full replay', async () => {
+    const r = await setup();
+    const snapshots = snapshotsOf(r);
+    const p1 = await processor(r, { snapshots });
+    await p1.start();
+    expect(p1.stats.fromSnapshot).toBe(false);
+    await deny(r);
+    await deny(r);
+    await p1.idle();
+    await p1.stop();
+    expect(p1.stats.snapshotsSaved).toBe(1);
+    const at = committed(r);
+
+    // A run without snapshots commits more (other agents' denials): a crash after a snapshot looks like this.
+    const p2 = await processor(r);
+    await p2.start();
+    for (let i = 0; i < 7; i++) await deny(r, `other-${i}`, `agent:other-${i}`);
+    await p2.idle();
+    await p2.stop();
+    const later = committed(r);
+    expect(later).toBeGreaterThan(at);
+
+    const p3 = await processor(r, { snapshots });
+    await p3.start();
+    expect(p3.stats).toMatchObject({ fromSnapshot: true, replayRead: later - at, snapshotsRejected: 0 });
+    // The third denial of the agent, two of them before the snapshot: suspended, once.
+    await deny(r);
+    await expect.poll(() => suspendedNow(r), { timeout: 2_000 }).toBeDefined();
+    await p3.idle();
+    expect(p3.stats.suspensions).toBe(1);
+    const live = byKey(p3.book.toState().identities);
+    await p3.stop();
+
+    // A full replay of the same log gives the same book.
+    const p4 = await processor(r);
+    await p4.start();
+    expect(p4.stats.fromSnapshot).toBe(false);
+    expect(p4.stats.replayRead).toBe(await ends(r));
+    expect(byKey(p4.book.toState().identities)).toEqual(live);
+    expect(ofType(await events(r.log), 'identity.suspended')).toHaveLength(1);
+  });
+
+  it('a restart right after a clean stop reads nothing below the committed positions', async () => {
+    const r = await setup();
+    const snapshots = snapshotsOf(r);
+    const p1 = await processor(r, { snapshots });
+    await p1.start();
+    for (let i = 0; i < 5; i++) await deny(r, `s-${i}`, `agent:a-${i}`);
+    await p1.idle();
+    await p1.stop();
+    const p2 = await processor(r, { snapshots });
+    await p2.start();
+    expect(p2.stats).toMatchObject({ fromSnapshot: true, replayRead: 0 });
+    expect(byKey(p2.book.toState().identities)).toEqual(byKey(p1.book.toState().identities));
+  });
+
+  it('takes snapshots on the record cadence', async () => {
+    const r = await setup();
+    const p1 = await processor(r, { snapshots: snapshotsOf(r, { everyRecords: 2 }) });
+    await p1.start();
+    for (let i = 0; i < 4; i++) {
+      await deny(r, `s-${i}`, `agent:c-${i}`);
+      await p1.idle();
+    }
+    await expect.poll(() => p1.stats.snapshotsSaved).toBeGreaterThanOrEqual(1);
+  });
+
+  it.each([
+    ['snapshot_corrupt', (file: string) => writeFileSync(file, readFileSync(file).map((b, i, a) => (i === a.length - 3 ? b ^ 1 : b)))],
+    ['snapshot_corrupt', (file: string) => writeFileSync(file, readFileSync(file).subarray(0, 100))],
+    ['snapshot_version_unknown', (file: string) => writeFileSync(file, readFileSync(file).toString('utf8').replace(/^ATTEST-SNAPSHOT 1 /, 'ATTEST-SNAPSHOT 9 '))],
+  ] as const)('a damaged snapshot (%s) is ignored with a warning, and the book is rebuilt by the full replay', async (reason, damage) => {
+    const r = await setup();
+    const snapshots = snapshotsOf(r);
+    const p1 = await processor(r, { snapshots });
+    await p1.start();
+    await deny(r);
+    await deny(r);
+    await p1.idle();
+    await p1.stop();
+    const dir = join(r.dir, 'snapshots');
+    const [file] = readdirSync(dir);
+    damage(join(dir, file!));
+
+    const { logger: warnings, lines } = capturingLogger();
+    const p2 = await processor(r, { snapshots, logger: warnings });
+    await p2.start();
+    expect(p2.stats).toMatchObject({ fromSnapshot: false, snapshotsRejected: 1, replayRead: await ends(r) });
+    expect(lines.filter((l) => l['reason'] === reason)).toHaveLength(1);
+    await deny(r);
+    await expect.poll(() => suspendedNow(r), { timeout: 2_000 }).toBeDefined();
+  });
+
+  it('a snapshot of another log, or taken under another policy, is refused; so is one whose anchor record differs', async () => {
+    const r = await setup();
+    const p1 = await processor(r, { snapshots: snapshotsOf(r, { logId: 'file:/elsewhere' }) });
+    await p1.start();
+    await deny(r);
+    await deny(r);
+    await p1.idle();
+    await p1.stop();
+    // Moved to where this log's snapshot would be: the file names another log inside.
+    const store = new FileSnapshotStore(join(r.dir, 'snapshots'));
+    renameSync(store.fileOf('risk', 'file:/elsewhere'), store.fileOf('risk', 'memory:risk-test'));
+    const { logger: w1, lines: l1 } = capturingLogger();
+    const p2 = await processor(r, { snapshots: snapshotsOf(r), logger: w1 });
+    await p2.start();
+    expect(p2.stats.fromSnapshot).toBe(false);
+    expect(l1.map((l) => l['reason'])).toContain('snapshot_foreign_log');
+    await p2.stop();
+    // p2 saved a snapshot of this log at its stop.
+    const snap = readFileSync(store.fileOf('risk', 'memory:risk-test'));
+
+    const { logger: w2, lines: l2 } = capturingLogger();
+    const other = onlySignals({ repeatedDenials: { threshold: 4 } }, { suspendAt: { enabled: true, signals: ['repeated-denials'], score: null } });
+    const p3 = await processor(r, { snapshots: snapshotsOf(r), logger: w2, policy: other });
+    await p3.start();
+    expect(p3.stats.fromSnapshot).toBe(false);
+    expect(l2.map((l) => l['reason'])).toContain('snapshot_config_changed');
+    await p3.stop();
+
+    // Same place, same positions, other records: the anchors do not match.
+    const r2 = r;
+    const other2 = new MemoryEventLog({ partitions: 4 });
+    const k = await Keyring.open(new InMemoryKeyStore());
+    await k.rotate();
+    const gw = await EvidenceEmitter.open({ log: other2, keyring: k, producerId: 'gateway-x', tenantId: 'acme', checkpoints: checkpointFile(r2.dir, 'gateway-x'), logger });
+    const rr = { ...r2, log: other2, gateway: gw, processors: [] as RiskProcessor[], emitters: [gw] };
+    for (let i = 0; i < 30; i++) await deny(rr, `x-${i % 4}`, `agent:x-${i}`);
+    // The group is committed past the snapshot on the other log too.
+    const c = await other2.consumer('risk');
+    for (let got = 0; got < (await other2.endOffsets()).reduce((a, b) => a + b, 0); ) got += (await c.poll(1000, 50)).length;
+    await c.commit();
+    await c.close();
+    writeFileSync(store.fileOf('risk', 'memory:risk-test'), snap);
+    const { logger: w3, lines: l3 } = capturingLogger();
+    const p4 = await processor(rr, { snapshots: snapshotsOf(r), logger: w3 });
+    await p4.start();
+    expect(p4.stats.fromSnapshot).toBe(false);
+    expect(l3.map((l) => l['reason'])).toContain('snapshot_anchor_mismatch');
+    await p4.stop();
+    for (const e of rr.emitters) await e.close();
+    for (const e of rr.processors) await e.stop();
+    await other2.close();
   });
 });

@@ -23,7 +23,8 @@
  *      before an empty poll is at its end) and the processor's own outputs found there (decisions
  *      durable but not committed: a crash or failure between emit and commit); close (the group is
  *      back at its committed position).
- *   2. replay: a throwaway reader (group `<group>.replay.<id>`) reads from the earliest retained record
+ *   2. replay: a throwaway reader (group `<group>.replay.<id>`) reads from the earliest retained record,
+ *      or from the positions of a usable state snapshot starting from its book (docs/processors.md),
  *      and `apply`s every record below C_p (traffic, own outputs, administrators' actions): no decision.
  *   3. apply the own outputs of the uncommitted stretch, then republish the control message of each
  *      of them the book still agrees with (a suspension still in force, a restore): they may never
@@ -35,20 +36,27 @@
  * with backoff). A failed publish (after a durable emit) is retried in place; a stop during it leaves
  * the batch uncommitted, and step 3 republishes at the next start.
  *
- * Limits: the replay reads the whole retained log (decode + evolve per record) at every rebuild; a
- * snapshot of the book would shorten it. Only one risk processor per group may run (the book needs
+ * Snapshots (`snapshots`): the live book right after a commit (or at a clean stop), with the
+ * committed positions; its own outputs of the covered records are in it already, and folding them
+ * again when the replay reads them is a no-op. Never while a batch or a tick's outputs are in hand.
+ *
+ * Limits: without a snapshot the replay reads the whole retained log (decode + evolve per record).
+ * Only one risk processor per group may run (the book needs
  * every partition). On the embedded file log, each replay registers a throwaway group (committed to
  * where it stopped), which the log's retention counts.
  */
 import type { Logger } from 'pino';
 import { ProcessorLoop } from './processor-loop';
-import { probeUncommitted, replayBelow } from './log-replay';
+import { createHash } from 'node:crypto';
+import { probeUncommitted, replayBelow, type ReplayResult } from './log-replay';
+import { SnapshotRejected, type SnapshotOptions } from './snapshot-store';
+import { SnapshotKeeper } from './snapshots';
 import type { ControlPublisher } from '../../common/src/control/channel';
 import type { ControlMessage } from '../../common/src/control/messages';
 import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
 import { decodeEvent, type AnyAttestEvent, type EventParts, type EventType, type UnchainedEvent } from '../../common/src/events';
 import { positionsAfter, type ConsumedRecord, type EventLog, type LogConsumer } from '../../common/src/log';
-import { RiskBook, type BuildEvent } from './risk/book';
+import { RISK_BOOK_STATE_VERSION, RiskBook, type BuildEvent } from './risk/book';
 import { controlMessageOf } from './risk/control';
 import { RISK_ACTOR, RISK_OUTPUT_TYPES, type RiskOutput, type RiskOutputType } from './risk/decide';
 import type { RiskPolicy } from './risk/policy';
@@ -78,6 +86,8 @@ export interface RiskProcessorOptions {
   readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
   /** Test seam: runs after a batch's outputs are durable and published, before its commit. */
   readonly beforeCommit?: (records: readonly ConsumedRecord[]) => void | Promise<void>;
+  /** State snapshots (a cache that shortens the rebuild); none when absent: every rebuild replays the retained log. */
+  readonly snapshots?: SnapshotOptions;
 }
 
 export interface RiskProcessorStats {
@@ -103,6 +113,12 @@ export interface RiskProcessorStats {
   rebuilds: number;
   /** Records applied by the last rebuild. */
   replayed: number;
+  /** Records the last rebuild's replay read below the committed positions (from the snapshot's positions when it used one). */
+  replayRead: number;
+  /** Whether the last rebuild started from a state snapshot. */
+  fromSnapshot: boolean;
+  snapshotsSaved: number;
+  snapshotsRejected: number;
   retries: number;
   /** Identities in the book. */
   identities: number;
@@ -125,6 +141,7 @@ export class RiskProcessor {
   #book: RiskBook;
   #consumer: LogConsumer | undefined;
   readonly #life: ProcessorLoop;
+  readonly #snap: SnapshotKeeper;
   #nextTickMs = 0;
 
   constructor(opts: RiskProcessorOptions) {
@@ -151,10 +168,25 @@ export class RiskProcessor {
       ticks: 0,
       rebuilds: 0,
       replayed: 0,
+      replayRead: 0,
+      fromSnapshot: false,
+      snapshotsSaved: 0,
+      snapshotsRejected: 0,
       retries: 0,
       identities: 0,
       lastError: undefined,
     };
+    this.#snap = new SnapshotKeeper({
+      snapshots: opts.snapshots,
+      group: this.group,
+      partitions: opts.log.partitionCount,
+      logger: opts.logger,
+      label: 'risk processor',
+      stateVersion: RISK_BOOK_STATE_VERSION,
+      // The book is folded under the policy (windows, bounds): another policy needs a full replay.
+      fingerprint: createHash('sha256').update(JSON.stringify(opts.policy)).digest('hex'),
+      now: this.#now,
+    });
     this.#life = new ProcessorLoop({
       label: 'risk processor',
       stats: this.stats,
@@ -165,6 +197,7 @@ export class RiskProcessor {
       rebuild: () => this.#rebuild(),
       step: () => this.#step(),
       closeConsumer: () => this.#closeConsumer(),
+      onStopped: () => this.#saveSnapshot('stop'),
     });
   }
 
@@ -215,6 +248,10 @@ export class RiskProcessor {
   }
 
   async #processBatch(consumer: LogConsumer, records: ConsumedRecord[]): Promise<void> {
+    // Delivered while stop() closed the consumer: left uncommitted (redelivered at the next start),
+    // and not folded, so the book stays at the committed positions (a snapshot can still be taken).
+    if (this.#life.stopping && this.#consumer !== consumer) return;
+    this.#snap.folding();
     const emissions: Emission[] = [];
     const build = this.#build();
     for (const r of records) {
@@ -241,17 +278,31 @@ export class RiskProcessor {
     await this.#o.beforeCommit?.(records);
     if (this.#life.stopping && this.#consumer !== consumer) return;
     await consumer.commit(positionsAfter(records));
+    this.#snap.committed(records);
     this.stats.commits++;
     this.stats.records += records.length;
     this.stats.identities = this.#book.size;
+    if (this.#snap.due()) void this.#saveSnapshot('cadence');
+  }
+
+  /** A snapshot of the book at the committed positions (nothing when the book is ahead of them). */
+  async #saveSnapshot(why: 'cadence' | 'stop'): Promise<void> {
+    // The book is read when the keeper takes the snapshot (with its positions), not now.
+    await this.#snap.save(() => this.#book.toState(), why);
+    this.stats.snapshotsSaved = this.#snap.stats.snapshotsSaved;
   }
 
   async #tick(): Promise<void> {
     this.#nextTickMs = this.#now() + this.#tickMs;
     this.stats.ticks++;
+    // The tick folds its outputs at once: no snapshot until they are durable.
+    this.#snap.folding();
     const events = this.#book.tick(this.#now() * 1000, this.#build());
     this.stats.identities = this.#book.size;
-    if (events.length === 0) return;
+    if (events.length === 0) {
+      this.#snap.settled();
+      return;
+    }
     // Grouped by session id (ticks: `system:risk`), order kept within each.
     const byKey = new Map<string, RiskEvent[]>();
     for (const e of events) {
@@ -259,6 +310,7 @@ export class RiskProcessor {
       byKey.set(k, [...(byKey.get(k) ?? []), e]);
     }
     await this.#output([...byKey].map(([key, evs]) => ({ key, events: evs })));
+    this.#snap.settled();
   }
 
   /** Durable first, then the control messages; throws on an emit failure (the caller rebuilds). */
@@ -308,7 +360,6 @@ export class RiskProcessor {
   async #rebuild(): Promise<void> {
     const t0 = this.#now();
     await this.#closeConsumer();
-    const book = new RiskBook(this.#o.policy);
     const log = this.#o.log;
 
     // 1. Probe the uncommitted stretch: committed positions and own outputs durable but uncommitted.
@@ -320,14 +371,40 @@ export class RiskProcessor {
       if (e !== undefined && isOwnOutput(e)) pending.push(e);
     });
 
-    // 2. Replay everything below the committed positions.
+    // 2. Replay everything below the committed positions: from the snapshot's positions when one
+    //    may be used, else from the oldest retained record.
+    let book = new RiskBook(this.#o.policy);
     let replayed = 0;
-    await replayBelow(replay, until, (r) => {
+    const fold = (r: ConsumedRecord) => {
       const e = this.#decode(r);
       if (e === undefined) return;
       book.apply(e);
       replayed++;
-    });
+    };
+    let result: ReplayResult | undefined;
+    const snap = await this.#snap.load(until);
+    if (snap !== undefined) {
+      try {
+        try {
+          book = RiskBook.fromState(this.#o.policy, snap.state);
+        } catch (err) {
+          throw new SnapshotRejected('snapshot_state_invalid', (err as Error).message);
+        }
+        result = await replayBelow(replay, until, fold, { from: snap.positions, anchors: snap.anchors });
+      } catch (err) {
+        if (!(err instanceof SnapshotRejected)) throw err;
+        this.#snap.rejected(err);
+        book = new RiskBook(this.#o.policy);
+        replayed = 0;
+        result = undefined;
+      }
+    }
+    const fromSnapshot = result !== undefined;
+    result ??= await replayBelow(replay, until, fold);
+    this.#snap.reset(until, result.anchors, fromSnapshot);
+    this.stats.replayRead = result.records;
+    this.stats.fromSnapshot = fromSnapshot;
+    this.stats.snapshotsRejected = this.#snap.stats.snapshotsRejected;
 
     // 3. Decisions durable but not committed: fold them, and make sure the gateways know.
     for (const e of pending) book.apply(e);
@@ -350,7 +427,7 @@ export class RiskProcessor {
     this.#consumer = await log.consumer(this.group, { startFrom: 'earliest' });
     this.#nextTickMs = this.#now() + this.#tickMs;
     this.#o.logger.info(
-      { group: this.group, replayed, uncommittedOutputs: pending.length, identities: book.size, ms: this.#now() - t0 },
+      { group: this.group, replayed, fromSnapshot, uncommittedOutputs: pending.length, identities: book.size, ms: this.#now() - t0 },
       'risk processor: book rebuilt from the log',
     );
   }

@@ -47,6 +47,13 @@ export class ApprovalBook {
     return book;
   }
 
+  /** A book holding `states` as they are (a state snapshot of `all()`); later events fold onto them. */
+  static fromStates(states: Iterable<ApprovalState>, opts: ApprovalBookOptions = {}): ApprovalBook {
+    const book = new ApprovalBook(opts);
+    for (const s of states) book.states.set(s.approvalId, s);
+    return book;
+  }
+
   /** Fold one event (from this book's own commands, or read from the log). Returns the new state. */
   apply(event: ApprovalEvent): ApprovalState | undefined {
     const next = evolve(this.states.get(event.approvalId), event);

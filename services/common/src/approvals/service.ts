@@ -25,7 +25,9 @@ import { dueAtMs, evolve, type ApprovalCommand, type ApprovalEvent, type Approva
  * second vote by the same approver, and anything after a final state).
  *
  * The consumer group is never committed: every start reads the whole log (the book is a
- * projection of it). `group` must be unique per instance, or two instances would split the log.
+ * projection of it), or, with `resume`, the log after a state snapshot of the book
+ * (services/processors/src/approvals/snapshots.ts). `group` must be unique per instance, or two
+ * instances would split the log.
  *
  * Distributed mode: several instances decide against their own book. `execute` first catches up
  * with the log (`sync`), which narrows but does not close the window in which two instances decide
@@ -64,6 +66,20 @@ export interface ApprovalServiceOptions {
   readonly syncTimeoutMs?: number;
   /** First delay of the background retry of a failed control publish. Default 500 ms (doubling, ≤ 30 s). */
   readonly publishRetryMs?: number;
+  /**
+   * Start from a saved book instead of the oldest record (a state snapshot, see
+   * services/processors/src/approvals/snapshots.ts): `states` are the fold of every record below
+   * `positions`, and the initial read starts there. With `check`, it starts one record earlier in
+   * each partition `check.partitions` names (positions above 0) and hands that record to
+   * `check.record`, which throws to refuse the snapshot: start() then rejects with that error.
+   */
+  readonly resume?: {
+    readonly states: readonly ApprovalState[];
+    readonly positions: readonly number[];
+    readonly check?: { readonly partitions: readonly boolean[]; readonly record: (record: ConsumedRecord) => void };
+  };
+  /** Called after each batch of records the book has folded (initial read and follow loop), e.g. to track positions for snapshots. */
+  readonly onIngested?: (batch: readonly ConsumedRecord[]) => void;
 }
 
 /** What an observer (the approvals processor) is told while the service follows the log. */
@@ -97,6 +113,8 @@ export class ApprovalService {
   private consumer: LogConsumer | undefined;
   private loop: Promise<void> | undefined;
   private live = false;
+  /** Per partition, while resuming: the record before the snapshot's position is not checked yet. */
+  private unchecked: boolean[] = [];
   /** Approvals already reported as requested (a fold and an execute can both see one appear). */
   private readonly announced = new Set<string>();
   /** Records read, approval events folded, records skipped (undecodable or unmappable). */
@@ -104,22 +122,33 @@ export class ApprovalService {
 
   private constructor(private readonly opts: ApprovalServiceOptions) {
     this.now = opts.now ?? Date.now;
-    this.book = new ApprovalBook({ now: this.now });
-    this.seen = Array.from({ length: opts.log.partitionCount }, () => 0);
+    this.book = opts.resume === undefined ? new ApprovalBook({ now: this.now }) : ApprovalBook.fromStates(opts.resume.states, { now: this.now });
+    this.seen = Array.from({ length: opts.log.partitionCount }, (_, p) => opts.resume?.positions[p] ?? 0);
   }
 
   /** Reads the evidence log to its end, then follows it. Resolves when the book is caught up. */
   static async start(opts: ApprovalServiceOptions): Promise<ApprovalService> {
     const service = new ApprovalService(opts);
-    await service.catchUp();
+    try {
+      await service.catchUp();
+    } catch (err) {
+      await service.stop();
+      throw err;
+    }
     return service;
   }
 
   private async catchUp(): Promise<void> {
     const { log } = this.opts;
     const ends = await log.endOffsets();
-    this.consumer = await log.consumer(this.opts.group, { startFrom: 'earliest' });
-    const caughtUp = () => ends.every((end, p) => (this.seen[p] ?? 0) >= end);
+    const resume = this.opts.resume;
+    this.consumer = await log.consumer(
+      this.opts.group,
+      resume === undefined ? { startFrom: 'earliest' } : { startAt: resume.positions.map((o, p) => (o > 0 && resume.check?.partitions[p] === true ? o - 1 : o)) },
+    );
+    // Resuming with a check: also until each partition's record before its position has been checked.
+    this.unchecked = Array.from({ length: log.partitionCount }, (_, p) => (resume?.positions[p] ?? 0) > 0 && resume?.check?.partitions[p] === true);
+    const caughtUp = () => ends.every((end, p) => (this.seen[p] ?? 0) >= end) && !this.unchecked.some((u) => u);
     while (!caughtUp()) {
       // Catching up only folds: large polls (a restart reads the whole retained log).
       const batch = await this.consumer.poll(10_000, 1000);
@@ -148,6 +177,16 @@ export class ApprovalService {
   }
 
   private ingest(batch: readonly ConsumedRecord[]): void {
+    const resume = this.opts.resume;
+    if (resume !== undefined) {
+      // The records just before a snapshot's positions: checked, never folded (the snapshot holds them).
+      const before = batch.filter((r) => r.offset < (resume.positions[r.partition] ?? 0));
+      for (const r of before) {
+        resume.check?.record(r);
+        this.unchecked[r.partition] = false;
+      }
+      if (before.length > 0) batch = batch.filter((r) => r.offset >= (resume.positions[r.partition] ?? 0));
+    }
     for (const r of batch) {
       this.counts.records++;
       try {
@@ -156,7 +195,10 @@ export class ApprovalService {
         this.seen[r.partition] = Math.max(this.seen[r.partition] ?? 0, r.offset + 1);
       }
     }
-    if (batch.length > 0) for (const w of [...this.syncWaiters]) w();
+    if (batch.length > 0) {
+      this.opts.onIngested?.(batch);
+      for (const w of [...this.syncWaiters]) w();
+    }
   }
 
   private handle(r: ConsumedRecord): void {

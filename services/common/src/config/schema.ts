@@ -225,6 +225,19 @@ export const configSchema = z.strictObject({
     .strictObject({
       host: z.string().min(1).default('127.0.0.1'),
       port: z.number().int().min(0).max(65535).default(8091),
+      /**
+       * State snapshots of the risk, DLP and approval books under dataDir/snapshots: a restart
+       * replays only the log after the last one (a cache; never evidence, see docs/processors.md).
+       */
+      snapshots: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          /** Take one after this many records committed since the last (and at every clean stop). */
+          everyRecords: z.number().int().min(1).default(100_000),
+          /** Take one after this long since the last, at the next commit. */
+          everyMs: z.number().int().min(1_000).default(60_000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   /** DLP beyond PAN in stored events: detectors, strategies, custom patterns (services/common/src/dlp). */

@@ -173,6 +173,36 @@ export class RiskBook {
     return { identities: [...this.#identities.values()], findingOwners: [...this.#findingOwners].sort((a, b) => a[0].localeCompare(b[0])) };
   }
 
+  /**
+   * The whole book as plain data for a state snapshot: identities least recently touched first (the
+   * order eviction uses), and the finding index. States are immutable, so the result stays as it is
+   * while the book goes on.
+   */
+  toState(): RiskBookState {
+    return { identities: [...this.#identities.values()], findingOwners: [...this.#findingOwners] };
+  }
+
+  /** A book from `toState()` output (a snapshot); throws a TypeError when it is malformed. */
+  static fromState(policy: RiskPolicy, state: unknown, opts: DecideOptions = {}): RiskBook {
+    const bad = (why: string): never => {
+      throw new TypeError(`risk book state is malformed: ${why}`);
+    };
+    const s = state as Partial<RiskBookState> | null;
+    if (s === null || typeof s !== 'object' || !Array.isArray(s.identities) || !Array.isArray(s.findingOwners)) return bad('not a risk book');
+    const book = new RiskBook(policy, opts);
+    for (const i of s.identities as unknown[]) {
+      if (!isIdentityState(i)) return bad('an identity state has the wrong shape');
+      if (i.key !== identityKey(i.tenantId, i.principal)) return bad(`identity key ${JSON.stringify(i.key)} does not match its principal`);
+      book.#identities.set(i.key, i);
+    }
+    for (const e of s.findingOwners as unknown[]) {
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'string') return bad('a finding index entry has the wrong shape');
+      if (!book.#identities.has(e[1])) return bad(`finding ${e[0]} belongs to an unknown identity`);
+      book.#findingOwners.set(e[0], e[1]);
+    }
+    return book;
+  }
+
   /** A new identity's state, for the inputs that may create one. */
   #fresh(event: RiskEvent): IdentityState | undefined {
     const tenant = event.metadata.tenantId;
@@ -221,6 +251,36 @@ export class RiskBook {
       }
     }
   }
+}
+
+/** Version of RiskBookState's shape (IdentityState included): bump it with any change to either. */
+export const RISK_BOOK_STATE_VERSION = 1;
+
+export interface RiskBookState {
+  readonly identities: readonly IdentityState[];
+  readonly findingOwners: readonly (readonly [string, string])[];
+}
+
+const ARRAY_FIELDS = ['requests', 'denials', 'sessions', 'models', 'routes', 'marks', 'hits', 'findings', 'liftedSuspensions', 'recentEventIds'] as const;
+
+function isIdentityState(x: unknown): x is IdentityState {
+  const s = x as Record<string, unknown> | null;
+  if (s === null || typeof s !== 'object') return false;
+  const p = s['principal'] as Record<string, unknown> | null;
+  const nullableNumber = (v: unknown) => v === null || typeof v === 'number';
+  return (
+    typeof s['key'] === 'string' &&
+    typeof s['tenantId'] === 'string' &&
+    p !== null &&
+    typeof p === 'object' &&
+    typeof p['subject'] === 'string' &&
+    typeof p['issuer'] === 'string' &&
+    (s['kind'] === null || typeof s['kind'] === 'string') &&
+    nullableNumber(s['firstSeenUs']) &&
+    nullableNumber(s['lastSeenUs']) &&
+    ARRAY_FIELDS.every((f) => Array.isArray(s[f])) &&
+    (s['suspension'] === null || (typeof s['suspension'] === 'object' && typeof (s['suspension'] as Record<string, unknown>)['eventId'] === 'string'))
+  );
 }
 
 function forgettable(s: IdentityState): boolean {
