@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
@@ -91,4 +91,10 @@ it('loses no acknowledged exchange and duplicates none across a SIGKILL', async 
     expect({ id, completed, forwarded, dup }).toEqual({ id, completed: 1, forwarded: 1, dup: 0 });
   }
   expect(duplicatesOverall).toBe(0);
+  // Several restarts later, only the services' own groups hold positions in the logs: no rebuild
+  // reader or per-instance group was left behind to pin the log's retention for good.
+  for (const log of ['log', 'control']) {
+    const groups = readdirSync(join(dir, log, 'groups')).map((f) => f.replace(/\.json$/, ''));
+    expect(groups.filter((g) => /[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|\.replay\./.test(g)), `${log}: ${groups.join(', ')}`).toEqual([]);
+  }
 }, 120_000);

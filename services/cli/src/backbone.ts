@@ -8,6 +8,7 @@ import { FileEventLog, type EventLog } from '../../common/src/log';
 import { SpoolingEventLog } from '../../common/src/log/spooling-log';
 import { readSecret } from '../../common/src/secrets';
 import { ChdbEvidenceStore, ClickHouseServerStore, type EvidenceStore } from '../../common/src/store';
+import { EVIDENCE_WRITER_GROUP } from '../../processors/src/evidence-writer';
 
 /**
  * What every Attest role stands on: the evidence log, the control log, the evidence store and the
@@ -75,7 +76,8 @@ export async function openBackbone(config: AttestConfig, logger: Logger, env: No
       controlLog = await openKafkaEventLog({ brokers: k.brokers, clientId: `${k.clientId}-control`, topic: k.topics.control, compression: k.compression });
       toClose.push(() => controlLog.close());
     } else {
-      log = await FileEventLog.open({ dir: join(config.dataDir, 'log') }).catch((err: unknown) => {
+      // Segments go only once the evidence writer has stored them, even before it first connects.
+      log = await FileEventLog.open({ dir: join(config.dataDir, 'log'), retention: { requiredGroups: [EVIDENCE_WRITER_GROUP] } }).catch((err: unknown) => {
         throw onePerProcess(err, 'log');
       });
       toClose.push(() => log.close());

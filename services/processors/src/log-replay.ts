@@ -88,7 +88,8 @@ export async function replayBelow(
   const startAt = start === undefined ? undefined : from.map((f, p) => (verify[p] === true ? f - 1 : f));
   let reader;
   try {
-    reader = await o.log.consumer(`${o.group}.replay.${randomUUID().slice(0, 8)}`, startAt === undefined ? { startFrom: 'earliest' } : { startAt });
+    // A throwaway reader: ephemeral, so it never holds the embedded log's retention back after this.
+    reader = await o.log.consumer(`${o.group}.replay.${randomUUID().slice(0, 8)}`, startAt === undefined ? { startFrom: 'earliest', ephemeral: true } : { startAt, ephemeral: true });
   } catch (err) {
     if (isLogError(err) && err.code === 'log_offset_out_of_range') throw new SnapshotRejected('snapshot_below_retention', err.message);
     throw err;
@@ -123,7 +124,6 @@ export async function replayBelow(
         break;
       }
     }
-    await reader.commit().catch(() => undefined);
   } finally {
     await reader.close();
   }

@@ -144,7 +144,11 @@ export class ApprovalService {
     const resume = this.opts.resume;
     this.consumer = await log.consumer(
       this.opts.group,
-      resume === undefined ? { startFrom: 'earliest' } : { startAt: resume.positions.map((o, p) => (o > 0 && resume.check?.partitions[p] === true ? o - 1 : o)) },
+      // Ephemeral: the service never commits (every start reads from the log or a snapshot), so a
+      // stored group would hold the log's retention back at its first position for good.
+      resume === undefined
+        ? { startFrom: 'earliest', ephemeral: true }
+        : { startAt: resume.positions.map((o, p) => (o > 0 && resume.check?.partitions[p] === true ? o - 1 : o)), ephemeral: true },
     );
     // Resuming with a check: also until each partition's record before its position has been checked.
     this.unchecked = Array.from({ length: log.partitionCount }, (_, p) => (resume?.positions[p] ?? 0) > 0 && resume?.check?.partitions[p] === true);

@@ -88,7 +88,8 @@ export class ControlSubscriber {
   async start(): Promise<void> {
     const { log } = this.opts;
     const ends = await log.endOffsets();
-    this.consumer = await log.consumer(this.opts.group, { startFrom: 'earliest' });
+    // Ephemeral: a subscriber reads the whole control log on every start and never commits.
+    this.consumer = await log.consumer(this.opts.group, { startFrom: 'earliest', ephemeral: true });
     const seen = ends.map(() => 0);
     const caughtUp = () => ends.every((end, p) => (seen[p] ?? 0) >= end);
     while (!caughtUp()) {

@@ -157,6 +157,29 @@ describe('FileEventLog', () => {
       expect(log.stats.deletedSegments).toBe(2);
     });
 
+    it('counts an ephemeral group only while it is open, and stores nothing of it', async () => {
+      const now = { t: 1_000_000 };
+      const { dir, log } = await fill(now);
+      const segments = log.segmentFiles(0);
+      const a = await log.consumer('a');
+      await drain(a, 30);
+      await a.commit();
+      // A throwaway reader (a rebuild's replay) that never gets past the first record.
+      const replay = await log.consumer('a.replay.1', { ephemeral: true });
+      const got = await drain(replay, 1);
+      await replay.commit(positionsAfter(got.slice(0, 1)));
+      now.t += 120_000;
+      await log.enforceRetention();
+      expect(log.segmentFiles(0)).toEqual(segments);
+      await replay.close();
+      await log.enforceRetention();
+      expect(log.segmentFiles(0)).toEqual(segments.slice(-1));
+      await expect(stat(join(dir, 'groups', 'a.replay.1.json'))).rejects.toMatchObject({ code: 'ENOENT' });
+      // Nothing survives: the same name starts afresh, at the oldest retained record.
+      const again = await log.consumer('a.replay.1', { ephemeral: true });
+      expect((await drain(again, 1))[0]!.offset).toBe(Number(segments.at(-1)!.slice(-24, -4)));
+    });
+
     it('keeps segments younger than the minimum age even when every group is past them, and never the active one', async () => {
       const now = { t: 1_000_000 };
       const { log } = await fill(now);

@@ -216,6 +216,8 @@ export class FileEventLog implements EventLog {
   private readonly waiters = new Waiters();
   private readonly committed = new Map<string, number[]>();
   private readonly consumers = new Map<string, FileConsumer>();
+  /** Groups opened with `ephemeral`: their positions live in memory only and go with their consumer. */
+  private readonly ephemeral = new Set<string>();
   private readonly commitChains = new Map<string, Promise<unknown>>();
   private retentionChain: Promise<unknown> = Promise.resolve();
   private readonly now: () => number;
@@ -362,7 +364,11 @@ export class FileEventLog implements EventLog {
     // Registered synchronously, before any await, so a concurrent retention pass counts this group.
     const c = new FileConsumer(this, group, start);
     this.consumers.set(group, c);
-    if (existing === undefined) {
+    if (existing === undefined && opts.ephemeral === true) {
+      // Counted for retention while open, never written: nothing of it survives close.
+      this.committed.set(group, start);
+      this.ephemeral.add(group);
+    } else if (existing === undefined) {
       this.committed.set(group, start);
       try {
         await this.writeGroup(group, start);
@@ -431,6 +437,10 @@ export class FileEventLog implements EventLog {
       const current = this.committed.get(group) ?? delivered.map(() => 0);
       const next = nextCommitted(group, current, delivered, positions);
       if (next.every((o, p) => o === current[p])) return next;
+      if (this.ephemeral.has(group)) {
+        this.committed.set(group, next);
+        return next;
+      }
       try {
         await this.writeGroup(group, next);
       } catch (err) {
@@ -445,7 +455,9 @@ export class FileEventLog implements EventLog {
   }
 
   consumerClosed(group: string, c: FileConsumer): void {
-    if (this.consumers.get(group) === c) this.consumers.delete(group);
+    if (this.consumers.get(group) !== c) return;
+    this.consumers.delete(group);
+    if (this.ephemeral.delete(group)) this.committed.delete(group);
   }
 
   // ---- group commit ----

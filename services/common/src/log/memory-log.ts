@@ -59,6 +59,8 @@ export class MemoryEventLog implements EventLog {
   private version = 0;
   private readonly waiters = new Waiters();
   private readonly consumers = new Map<string, MemoryConsumer>();
+  /** Groups opened with `ephemeral`: their positions live in memory only and go with their consumer. */
+  private readonly ephemeral = new Set<string>();
 
   constructor(opts: MemoryLogOptions = {}) {
     const storage = opts.storage ?? new MemoryLogStorage(opts.partitions ?? 4);
@@ -127,6 +129,7 @@ export class MemoryEventLog implements EventLog {
           ? checkStartAt(group, opts.startAt, ends.map(() => 0), ends)
           : this.storage.partitions.map((p) => (opts.startFrom === 'latest' ? p.length : 0));
       this.storage.groups.set(group, start);
+      if (opts.ephemeral === true) this.ephemeral.add(group);
     }
     const c = new MemoryConsumer(this, group, [...start]);
     this.consumers.set(group, c);
@@ -181,7 +184,9 @@ export class MemoryEventLog implements EventLog {
   }
 
   consumerClosed(group: string, c: MemoryConsumer): void {
-    if (this.consumers.get(group) === c) this.consumers.delete(group);
+    if (this.consumers.get(group) !== c) return;
+    this.consumers.delete(group);
+    if (this.ephemeral.delete(group)) this.storage.groups.delete(group);
   }
 
   private scheduleFlush(): void {

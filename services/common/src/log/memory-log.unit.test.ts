@@ -36,4 +36,19 @@ describe('MemoryEventLog', () => {
     await log.close();
     expect(() => new MemoryEventLog({ storage, partitions: 3 })).toThrow(expect.objectContaining({ code: 'log_config_mismatch' }));
   });
+
+  it('keeps nothing of an ephemeral group once its consumer closes', async () => {
+    const storage = new MemoryLogStorage(1);
+    const log = new MemoryEventLog({ storage });
+    await log.append([{ key: 'k', value: new Uint8Array(1) }, { key: 'k', value: new Uint8Array(2) }]);
+    const c = await log.consumer('throwaway', { ephemeral: true });
+    expect(await c.poll(10, 100)).toHaveLength(2);
+    await c.commit();
+    expect(storage.groups.get('throwaway')).toEqual([2]);
+    await c.close();
+    expect(storage.groups.has('throwaway')).toBe(false);
+    const again = await log.consumer('throwaway', { ephemeral: true });
+    expect(await again.poll(10, 100)).toHaveLength(2);
+    await log.close();
+  });
 });

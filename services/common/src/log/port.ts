@@ -56,6 +56,13 @@ export interface ConsumerOptions {
    * Ignored once the group has committed.
    */
   readonly startAt?: readonly number[];
+  /**
+   * A throwaway reader (a rebuild's replay, one service instance's private catch-up): its positions
+   * are never stored, so nothing of the group outlives close(). The embedded log counts it for
+   * retention only while it is open; a stored group, by contrast, holds retention back for good.
+   * Kafka ignores it (a group there never holds back topic retention; its offsets expire).
+   */
+  readonly ephemeral?: boolean;
 }
 
 export interface EventLog {
