@@ -158,6 +158,12 @@ export class ApprovalService {
       const batch = await this.consumer.poll(10_000, 1000);
       if (this.stopping.signal.aborted) return;
       this.ingest(batch);
+      if (batch.length === 0 && !this.unchecked.some((u) => u)) {
+        // An empty poll delivered everything that was durable when it started, so each partition
+        // is at its end, also one whose records retention deleted: `seen` would wait for a record
+        // of it that never comes.
+        ends.forEach((end, p) => (this.seen[p] = Math.max(this.seen[p] ?? 0, end)));
+      }
     }
     this.live = true;
     this.opts.logger.info({ group: this.opts.group, approvals: this.book.all().length }, 'approval book caught up with the evidence log');

@@ -96,7 +96,9 @@ export class ControlSubscriber {
       const batch = await this.consumer.poll(1000, 1000);
       if (batch.length === 0) {
         if (this.stopped) return;
-        continue;
+        // An empty poll delivered everything durable when it started: caught up, also where
+        // compaction or retention left a partition without the records `seen` waits for.
+        break;
       }
       for (const r of batch) {
         seen[r.partition] = r.offset + 1;
