@@ -10,7 +10,14 @@ import type { JSONWebKeySet } from 'jose';
 export interface SplitEvents {
   events: VerifyEvent[];
   checkpoints: SignedCheckpoint[];
-  decoded: AnyAttestEvent[];
+  /**
+   * Every record kept, decoded. Decoded again on first access and cached: holding a million decoded
+   * events through the verification made the GC promote and mark them all (a third of the time of
+   * verifyEncodedEvents), while most callers (the console) only need the report.
+   */
+  readonly decoded: AnyAttestEvent[];
+  /** The data.masked events among them, which attest stored redactions (checkRedactions). */
+  attestations: AnyAttestEvent[];
   /** Stored redactions to check against their attestations (checkRedactions). */
   redactions: RedactionClaim[];
 }
@@ -45,20 +52,25 @@ export function splitForVerification(records: Iterable<EvidenceRecord>, opts: { 
   const events: VerifyEvent[] = [];
   const redactions: RedactionClaim[] = [];
   const checkpoints: SignedCheckpoint[] = [];
-  const decoded: AnyAttestEvent[] = [];
+  const attestations: AnyAttestEvent[] = [];
+  /** Bytes of every record kept, in order: `decoded` is rebuilt from them on demand. */
+  const kept: Uint8Array[] = [];
   // A log may hold a record twice, byte for byte: an append retried after a lost acknowledgement
   // (EventLog.append's contract; the emitter re-appends what is in doubt). Readers of a log dedupe
   // by event id, and so does this when asked: only an identical copy is dropped, a different event
   // under a known id stays and is reported. A store keeps one row per id, so there a copy is a finding.
-  const byId = new Map<string, Uint8Array>();
+  const byId = opts.dropIdenticalCopies === true ? new Map<string, Uint8Array>() : undefined;
   for (const record of records) {
     const redacted = record instanceof Uint8Array ? undefined : record;
     const bytes = redacted === undefined ? (record as Uint8Array) : redacted.bytes;
     const d = decodeEvent(bytes);
-    const first = byId.get(d.event.metadata.eventId);
-    if (opts.dropIdenticalCopies === true && first !== undefined && Buffer.compare(first, bytes) === 0) continue;
-    if (first === undefined) byId.set(d.event.metadata.eventId, bytes);
-    decoded.push(d.event as AnyAttestEvent);
+    if (byId !== undefined) {
+      const first = byId.get(d.event.metadata.eventId);
+      if (first !== undefined && Buffer.compare(first, bytes) === 0) continue;
+      if (first === undefined) byId.set(d.event.metadata.eventId, bytes);
+    }
+    kept.push(bytes);
+    if (d.type === 'data.masked') attestations.push(d.event as AnyAttestEvent);
     if (d.type === 'integrity.checkpoint') {
       const p = d.event.payload;
       checkpoints.push(
@@ -87,6 +99,8 @@ export function splitForVerification(records: Iterable<EvidenceRecord>, opts: { 
     if (redacted !== undefined) {
       redactions.push({ eventId: m.eventId, producer: m.producer, epoch, sequence: m.sequence, originalHash: redacted.originalHash, redactedHash: sha256(bytes), redactedBy: redacted.redactedBy });
     }
+    // One object shape for every event (the verifier reads these fields a million times): the
+    // optional members are always present, undefined when they do not apply.
     events.push({
       eventId: m.eventId,
       producer: m.producer,
@@ -95,12 +109,21 @@ export function splitForVerification(records: Iterable<EvidenceRecord>, opts: { 
       prevHash: m.prevHash,
       timeUs: m.timeUs,
       bytes,
-      ...(redacted === undefined ? {} : { hash: redacted.originalHash }),
+      hash: redacted === undefined ? undefined : redacted.originalHash,
       // Stored by the DLP content stage, apart from the writer's rows: no storage order to check.
-      ...(isContentEvent(d.event) ? { unordered: true } : {}),
+      unordered: isContentEvent(d.event) ? true : undefined,
     });
   }
-  return { events, checkpoints, decoded, redactions };
+  let decoded: AnyAttestEvent[] | undefined;
+  return {
+    events,
+    checkpoints,
+    attestations,
+    redactions,
+    get decoded(): AnyAttestEvent[] {
+      return (decoded ??= kept.map((b) => decodeEvent(b).event as AnyAttestEvent));
+    },
+  };
 }
 
 /**
@@ -160,12 +183,15 @@ export async function verifyEncodedEvents(
     // session), so arrival order is not storage order; only a store read in its own order is.
     { checkOrder: opts.storageOrder === true },
   );
-  const unattested = checkRedactions(split.redactions, split.decoded);
+  const unattested = checkRedactions(split.redactions, split.attestations);
   return {
     ...report,
     ok: report.ok && unattested.length === 0,
     findings: [...report.findings, ...unattested],
-    decoded: split.decoded,
+    // Decoded only if the caller reads it (see SplitEvents.decoded).
+    get decoded(): AnyAttestEvent[] {
+      return split.decoded;
+    },
     redactedEvents: split.redactions.length - unattested.length,
   };
 }

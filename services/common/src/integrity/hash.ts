@@ -3,6 +3,12 @@
  * An event's hash is SHA-256 of its complete encoded bytes, computed with node:crypto's one-shot
  * `hash()` (OpenSSL, SHA-NI where the CPU has it). `hash()` is used rather than `createHash()`
  * because it skips the Hash object: measured ~1.0 vs ~1.4 µs per 500-byte event on this box.
+ *
+ * Where many hashes are taken in a row (verification), `sha256Into` asks `hash()` for a 'binary' (latin1)
+ * string instead of a Buffer and copies its 32 char codes into a caller's array: a 32-character
+ * V8 string is far cheaper to make than a Buffer created from native code (its own ArrayBuffer and
+ * backing store, tracked as external memory by the GC). Measured here on 500-byte events:
+ * 0.74 µs per hash into an array vs 1.5–1.9 µs for `hash(…, 'buffer')` plus a copy.
  */
 import { hash as oneShotHash } from 'node:crypto';
 
@@ -14,6 +20,15 @@ export const ZERO_HASH: Uint8Array = new Uint8Array(HASH_BYTES);
 /** SHA-256 of `data` (a fresh 32-byte array). */
 export function sha256(data: Uint8Array): Uint8Array {
   return oneShotHash('sha256', data, 'buffer');
+}
+
+/**
+ * out[offset..offset+32) = SHA-256(data), without allocating a Buffer (see above). Latin1 maps each
+ * digest byte to one char code 0..255, so the copy is exact.
+ */
+export function sha256Into(data: Uint8Array, out: Uint8Array, offset: number): void {
+  const s = oneShotHash('sha256', data, 'binary'); // 'binary' is Node's name for latin1
+  for (let k = 0; k < HASH_BYTES; k++) out[offset + k] = s.charCodeAt(k);
 }
 
 /** Equality of two 32-byte hashes at offsets (not constant-time: every input here is public). */

@@ -11,7 +11,7 @@
  * so no interior node can be passed off as an event (RFC 9162 §2.1.1).
  */
 import { HASH_BYTES, hashEquals, sha256 } from './hash';
-import { leafHashInto, nodeHashInto } from './sha256-small';
+import { leafHashInto, leafHashWords, nodeHashInto, nodeHashWords, wordsToBytes } from './sha256-small';
 
 /** Root of the empty tree, SHA-256 of the empty string (also the root of an empty checkpoint). */
 export const EMPTY_ROOT: Uint8Array = sha256(new Uint8Array(0));
@@ -36,8 +36,9 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
  * recompute roots without holding the range.
  */
 export class MerkleAccumulator {
-  // 64 levels cover any size below 2^64; sizes here stay below 2^53.
-  private readonly stack = new Uint8Array(64 * HASH_BYTES);
+  // 64 levels cover any size below 2^64; sizes here stay below 2^53. Subtree roots are kept as
+  // 8 big-endian words each (sha256-small.ts, word forms), bytes only for the root.
+  private readonly stack = new Int32Array(64 * 8);
   private depth = 0;
   private count = 0;
 
@@ -48,15 +49,15 @@ export class MerkleAccumulator {
   /** Adds the event hash at `hashes[offset..offset+32)` as the next leaf. */
   push(hashes: Uint8Array, offset = 0): void {
     const st = this.stack;
-    leafHashInto(hashes, offset, st, this.depth * HASH_BYTES);
+    leafHashWords(hashes, offset, st, this.depth * 8);
     this.depth++;
     this.count++;
     // Each trailing zero bit of the new size is a pair of equal-sized subtrees to merge.
     let k = this.count;
     while (k % 2 === 0) {
-      const right = (this.depth - 1) * HASH_BYTES;
-      const left = right - HASH_BYTES;
-      nodeHashInto(st, left, st, right, st, left);
+      const right = (this.depth - 1) * 8;
+      const left = right - 8;
+      nodeHashWords(st, left, right, left);
       this.depth--;
       k /= 2;
     }
@@ -65,9 +66,18 @@ export class MerkleAccumulator {
   root(): Uint8Array {
     if (this.depth === 0) return EMPTY_ROOT.slice();
     const st = this.stack;
-    const r = st.slice((this.depth - 1) * HASH_BYTES, this.depth * HASH_BYTES);
-    for (let i = this.depth - 2; i >= 0; i--) nodeHashInto(st, i * HASH_BYTES, r, 0, r, 0);
-    return r;
+    const r = new Int32Array(st.subarray((this.depth - 1) * 8, this.depth * 8));
+    const tmp = new Int32Array(16);
+    for (let i = this.depth - 2; i >= 0; i--) {
+      // node(subtree i, r): both children side by side in tmp, the result into r.
+      tmp.set(st.subarray(i * 8, i * 8 + 8), 0);
+      tmp.set(r, 8);
+      nodeHashWords(tmp, 0, 8, 0);
+      r.set(tmp.subarray(0, 8));
+    }
+    const out = new Uint8Array(HASH_BYTES);
+    wordsToBytes(r, 0, out, 0);
+    return out;
   }
 
   reset(): void {

@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { leafHashInto, nodeHashInto } from './sha256-small';
+import { leafHashInto, leafHashWords, nodeHashInto, nodeHashWords, wordsToBytes } from './sha256-small';
 
 const native = (...parts: Uint8Array[]): Buffer => hash('sha256', Buffer.concat(parts), 'buffer');
 const bytes32 = fc.uint8Array({ minLength: 32, maxLength: 32 });
@@ -26,6 +26,26 @@ describe('JavaScript SHA-256 for Merkle leaves and nodes', () => {
         const out = new Uint8Array(32);
         nodeHashInto(l, 0, r, 0, out, 0);
         expect(Buffer.from(out)).toEqual(native(Uint8Array.of(1), l, r));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('Given digests kept as words (the Merkle accumulator), When hashed as leaves and nodes, Then they equal node:crypto', () => {
+    fc.assert(
+      fc.property(bytes32, bytes32, fc.boolean(), (l, r, intoRight) => {
+        const st = new Int32Array(24);
+        leafHashWords(l, 0, st, 0);
+        leafHashWords(r, 0, st, 8);
+        const out = new Uint8Array(32);
+        wordsToBytes(st, 0, out, 0);
+        expect(Buffer.from(out)).toEqual(native(Uint8Array.of(0), l));
+        const ll = native(Uint8Array.of(0), l);
+        const rl = native(Uint8Array.of(0), r);
+        const to = intoRight ? 8 : 0; // the result may replace either child
+        nodeHashWords(st, 0, 8, to);
+        wordsToBytes(st, to, out, 0);
+        expect(Buffer.from(out)).toEqual(native(Uint8Array.of(1), ll, rl));
       }),
       { numRuns: 500 },
     );

@@ -14,7 +14,6 @@ if (existsSync(tsKernel)) {
   kernel = await import(new URL('./verify-kernel.js', import.meta.url).href);
 }
 
-const LOC = 5; // per event: bytes slab, start, end, prevHash slab, start
 const views = new WeakMap();
 const view = (sab) => {
   let v = views.get(sab);
@@ -22,18 +21,19 @@ const view = (sab) => {
   return v;
 };
 
+// [buffer, byteOffset, byteLength] as sent by verify-pool.ts part().
+const bytesOf = ([b, o, n]) => new Uint8Array(b, o, n);
+const int32sOf = ([b, o, n]) => new Int32Array(b, o, n / 4);
+
 parentPort.on('message', (m) => {
   try {
-    const slabs = m.slabs.map(view);
-    const loc = new Float64Array(m.loc);
-    const events = {
-      bytes: (i) => slabs[loc[i * LOC]].subarray(loc[i * LOC + 1], loc[i * LOC + 2]),
-      prevArray: (i) => slabs[loc[i * LOC + 3]],
-      prevOffset: (i) => loc[i * LOC + 4],
-    };
-    const job = { order: new Int32Array(m.order), segStart: new Int32Array(m.segStart), segKind: new Uint8Array(m.segKind) };
-    const out = { hashes: new Uint8Array(m.hashes), roots: new Uint8Array(m.roots), breaks: new Int32Array(m.breaks) };
-    kernel.runKernel(events, job, out, m.segFrom, m.segTo);
+    if (m.op === 'hash') {
+      kernel.hashLocated(m.slabs.map(view), new Float64Array(m.loc), m.from, m.to, bytesOf(m.hashes), bytesOf(m.prevs));
+    } else {
+      const job = { order: new Int32Array(m.order), segStart: new Int32Array(m.segStart), segKind: new Uint8Array(m.segKind) };
+      const out = { hashes: bytesOf(m.hashes), prevs: bytesOf(m.prevs), roots: bytesOf(m.roots), breaks: int32sOf(m.breaks) };
+      kernel.runKernel(job, out, m.segFrom, m.segTo);
+    }
     parentPort.postMessage({ id: m.id });
   } catch (err) {
     parentPort.postMessage({ id: m.id, error: String(err && err.stack ? err.stack : err) });

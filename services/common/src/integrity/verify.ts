@@ -24,7 +24,7 @@
 import type { JSONWebKeySet } from 'jose';
 import { JwksKeys, verifyCheckpoint } from './checkpoint';
 import type { CheckpointFields, CheckpointVerdict, SignedCheckpoint } from './checkpoint';
-import { HASH_BYTES, hashEquals, hashEqualsAt, isZeroHash, sha256, toBase64Url, toHex } from './hash';
+import { HASH_BYTES, hashEquals, hashEqualsAt, isZeroHash, sha256, sha256Into, toBase64Url, toHex } from './hash';
 import { EMPTY_ROOT, MerkleAccumulator, inclusionPath, rootFromInclusionPath } from './merkle';
 import { SEGMENT_HASH_ONLY, SEGMENT_LINKS, SEGMENT_LINKS_ROOT, runKernel } from './verify-kernel';
 import type { KernelOutput } from './verify-kernel';
@@ -250,23 +250,71 @@ function range(first: number, last: number): string {
  * Async because checkpoint signatures are verified with WebCrypto (jose), in parallel.
  */
 export async function verifyProducerLog(input: VerifyInput, options: VerifyOptions = {}): Promise<VerifyReport> {
+  let pool = options.pool;
+  const own = pool === undefined && (options.workers ?? 0) > 0 ? await VerifyPool.create(options.workers!) : undefined;
+  pool ??= own;
+  try {
+    return await verifyWith(input, options, pool);
+  } finally {
+    await own?.close();
+  }
+}
+
+async function verifyWith(input: VerifyInput, options: VerifyOptions, pool: VerifyPool | undefined): Promise<VerifyReport> {
   const report = new Report(options.maxEventIdsPerFinding ?? 50);
-  const events = [...input.events];
-  const epochs = events.map((e) => String(e.epoch));
+  const events: readonly VerifyEvent[] = [...input.events];
   const keys = new JwksKeys(input.jwks);
 
+  // Signatures verify on libuv's thread pool; bound how many are in flight (a year of idle
+  // checkpoints is half a million per producer). Started first so the first batch verifies while
+  // this thread hashes.
+  const all = [...input.checkpoints];
+  const verifying = (async (): Promise<CheckpointVerdict[]> => {
+    const verdicts: CheckpointVerdict[] = [];
+    for (let k = 0; k < all.length; k += 1024) {
+      verdicts.push(...(await Promise.all(all.slice(k, k + 1024).map((c) => verifyCheckpoint(c, keys)))));
+    }
+    return verdicts;
+  })();
+  verifying.catch(() => undefined); // awaited below; not an unhandled rejection if hashing throws first
+
+  // 3a. Hash every event once, in storage order (verify-kernel.ts, phase 1): in this thread now, or
+  // in the workers while this thread plans (hashing needs nothing from the plan). With workers,
+  // job and results live in shared memory so nothing is copied back.
+  const alloc = pool === undefined ? (bytes: number) => new ArrayBuffer(bytes) : (bytes: number) => new SharedArrayBuffer(bytes);
+  const scratch = takeScratch(pool !== undefined, 2 * events.length * HASH_BYTES);
+  const hashes = new Uint8Array(scratch, 0, events.length * HASH_BYTES);
+  const prevs = new Uint8Array(scratch, events.length * HASH_BYTES, events.length * HASH_BYTES);
+  let hashing: Promise<void> | undefined;
+  try {
+    hashing = hashEvents(events, pool, hashes, prevs);
+    hashing?.catch(() => undefined); // awaited in verifyHashed; not an unhandled rejection meanwhile
+    return await verifyHashed(input, options, pool, report, events, verifying, hashing, alloc, hashes, prevs);
+  } finally {
+    // Never hand the scratch to another verification while workers may still write into it.
+    await hashing?.catch(() => undefined);
+    giveBackScratch(scratch);
+  }
+}
+
+async function verifyHashed(
+  input: VerifyInput,
+  options: VerifyOptions,
+  pool: VerifyPool | undefined,
+  report: Report,
+  events: readonly VerifyEvent[],
+  verifying: Promise<CheckpointVerdict[]>,
+  hashing: Promise<void> | undefined,
+  alloc: (bytes: number) => ArrayBufferLike,
+  hashes: Uint8Array,
+  prevs: Uint8Array,
+): Promise<VerifyReport> {
   // 1. Checkpoints.
   const cpsByProducer = new Map<string, Cp[]>();
   let cpCount = 0;
   let trustedCount = 0;
   const seen = new Set<string>();
-  // Signatures verify on libuv's thread pool; bound how many are in flight (a year of idle
-  // checkpoints is half a million per producer).
-  const all = [...input.checkpoints];
-  const verdicts: CheckpointVerdict[] = [];
-  for (let k = 0; k < all.length; k += 1024) {
-    verdicts.push(...(await Promise.all(all.slice(k, k + 1024).map((c) => verifyCheckpoint(c, keys)))));
-  }
+  const verdicts = await verifying;
   for (const v of verdicts) {
     cpCount++;
     if (v.status === 'malformed') {
@@ -306,8 +354,9 @@ export async function verifyProducerLog(input: VerifyInput, options: VerifyOptio
     const e = events[i]!;
     let byEpoch = groups.get(e.producer);
     if (byEpoch === undefined) groups.set(e.producer, (byEpoch = new Map()));
-    const g = byEpoch.get(epochs[i]!);
-    if (g === undefined) byEpoch.set(epochs[i]!, [i]);
+    const epoch = typeof e.epoch === 'string' ? e.epoch : String(e.epoch);
+    const g = byEpoch.get(epoch);
+    if (g === undefined) byEpoch.set(epoch, [i]);
     else g.push(i);
   }
 
@@ -317,16 +366,17 @@ export async function verifyProducerLog(input: VerifyInput, options: VerifyOptio
     for (const list of cpsByProducer.values()) for (const c of list) if (c.trusted && c.f.toTimeUs > toUs) toUs = c.f.toTimeUs;
   }
 
-  const ctx: Ctx = { input, events, epochs, report, toUs, attested: 0, pendingEvents: 0, inserted: new Set() };
+  const ctx: Ctx = { input, events, report, toUs, attested: 0, pendingEvents: 0, inserted: new Set() };
   const producers = new Set<string>([...groups.keys(), ...cpsByProducer.keys()]);
   const plans: ProducerPlan[] = [];
   for (const producer of [...producers].sort()) {
     plans.push(planProducer(ctx, producer, cpsByProducer.get(producer) ?? [], groups.get(producer) ?? new Map()));
   }
 
-  // 3. Hash everything once (in this thread or in workers).
+  // 3b. Links and Merkle roots per segment, from the hashes.
   const segments = plans.flatMap((p) => p.segments);
-  const out = await hashSegments(ctx, segments, options);
+  await hashing;
+  const out = await linkSegments(segments, options, pool, alloc, hashes, prevs);
 
   // 4. Evaluate, then 5/6: order and time.
   for (const plan of plans) finishProducer(ctx, plan, out.hashes, out, options.checkOrder ?? true, options.roots === 'on-failure');
@@ -357,8 +407,7 @@ export async function verifyProducerLog(input: VerifyInput, options: VerifyOptio
 
 interface Ctx {
   readonly input: VerifyInput;
-  readonly events: VerifyEvent[];
-  readonly epochs: string[];
+  readonly events: readonly VerifyEvent[];
   readonly report: Report;
   readonly toUs: number;
   attested: number;
@@ -692,13 +741,97 @@ function boundedLast(ctx: Ctx, producer: string, ep: EpochPlan, lo: number, coun
   return last;
 }
 
-async function hashSegments(ctx: Ctx, segments: Segment[], options: VerifyOptions): Promise<KernelOutput> {
-  const { events } = ctx;
-  let pool = options.pool;
-  const own = pool === undefined && (options.workers ?? 0) > 0 ? await VerifyPool.create(options.workers!) : undefined;
-  pool ??= own;
-  // With workers, job and results live in shared memory so nothing is copied back.
-  const alloc = pool === undefined ? (bytes: number) => new ArrayBuffer(bytes) : (bytes: number) => new SharedArrayBuffer(bytes);
+/**
+ * Scratch memory for phase 1 (hashes and prevs, 64 bytes per event), kept for a few seconds after a
+ * verification so that back-to-back ones (a console paging through windows, a benchmark) reuse it.
+ * Allocating 64 MB of ArrayBuffer per million events each time counts as external memory for V8
+ * and made it run a full mark-compact over the caller's heap (the decoded events) on most runs.
+ * Taken by one verification at a time; a concurrent one allocates its own.
+ */
+const spare: { shared: SharedArrayBuffer | undefined; local: ArrayBuffer | undefined } = { shared: undefined, local: undefined };
+let spareTimer: ReturnType<typeof setTimeout> | undefined;
+const SPARE_KEEP_MS = 5_000;
+
+function takeScratch(shared: boolean, bytes: number): ArrayBuffer | SharedArrayBuffer {
+  const have = shared ? spare.shared : spare.local;
+  if (have !== undefined && have.byteLength >= bytes && have.byteLength <= 2 * bytes + (1 << 20)) {
+    if (shared) spare.shared = undefined;
+    else spare.local = undefined;
+    return have;
+  }
+  return shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+}
+
+function giveBackScratch(b: ArrayBuffer | SharedArrayBuffer): void {
+  if (b instanceof SharedArrayBuffer) spare.shared = b;
+  else spare.local = b;
+  if (spareTimer !== undefined) clearTimeout(spareTimer);
+  spareTimer = setTimeout(() => {
+    spare.shared = undefined;
+    spare.local = undefined;
+    spareTimer = undefined;
+  }, SPARE_KEEP_MS);
+  spareTimer.unref?.();
+}
+
+/** A given hash into its slot; one of another length is kept to its slot (and matches nothing). */
+function setGiven(hashes: Uint8Array, o: number, h: Uint8Array): void {
+  if (h.length !== HASH_BYTES) hashes.fill(0, o, o + HASH_BYTES);
+  hashes.set(h.length > HASH_BYTES ? h.subarray(0, HASH_BYTES) : h, o);
+}
+
+function isHash(p: unknown): p is Uint8Array {
+  return p instanceof Uint8Array && p.length === HASH_BYTES;
+}
+
+/**
+ * Phase 1 (verify-kernel.ts): every event's hash into `hashes` (its given hash for a stored
+ * redaction) and its prevHash into `prevs`, in storage order. In this thread it is done on return;
+ * with a pool the returned promise settles when the workers are done.
+ */
+function hashEvents(events: readonly VerifyEvent[], pool: VerifyPool | undefined, hashes: Uint8Array, prevs: Uint8Array): Promise<void> | undefined {
+  if (pool === undefined) {
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
+      const o = i * HASH_BYTES;
+      if (e.hash === undefined) sha256Into(e.bytes, hashes, o);
+      else setGiven(hashes, o, e.hash);
+      const p = e.prevHash;
+      if (isHash(p)) for (let k = 0; k < HASH_BYTES; k++) prevs[o + k] = p[k]!;
+      else prevs.fill(0, o, o + HASH_BYTES); // never read (no chain position), but no stale bytes either
+    }
+    return undefined;
+  }
+  // Given hashes (stored redactions) are rare: written here, the workers skip those events.
+  for (let i = 0; i < events.length; i++) {
+    const h = events[i]!.hash;
+    if (h !== undefined) setGiven(hashes, i * HASH_BYTES, h);
+  }
+  return pool.hash(
+    {
+      bytes: (i) => {
+        const e = events[i]!;
+        return e.hash === undefined ? e.bytes : undefined;
+      },
+      prevHash: (i) => {
+        const p = events[i]!.prevHash;
+        return isHash(p) ? p : undefined;
+      },
+    },
+    events.length,
+    { hashes, prevs },
+  );
+}
+
+/** Phase 2 (verify-kernel.ts): links inside each segment, and each checkpoint range's root. */
+async function linkSegments(
+  segments: Segment[],
+  options: VerifyOptions,
+  pool: VerifyPool | undefined,
+  alloc: (bytes: number) => ArrayBufferLike,
+  hashes: Uint8Array,
+  prevs: Uint8Array,
+): Promise<KernelOutput> {
   const total = segments.reduce((n, s) => n + s.evs.length, 0);
   const order = new Int32Array(alloc(total * 4));
   const segStart = new Int32Array(alloc((segments.length + 1) * 4));
@@ -713,28 +846,14 @@ async function hashSegments(ctx: Ctx, segments: Segment[], options: VerifyOption
   });
   segStart[segments.length] = k;
   const out: KernelOutput = {
-    hashes: new Uint8Array(alloc(events.length * HASH_BYTES)),
+    hashes,
+    prevs,
     roots: new Uint8Array(alloc(segments.length * HASH_BYTES)),
     breaks: new Int32Array(alloc(segments.length * 4)),
   };
   const job = { order, segStart, segKind };
-  try {
-    const given = events.some((e) => e.hash !== undefined);
-    // Given hashes (stored redactions) are rare: those runs hash in this thread.
-    if (pool !== undefined && total > 0 && !given) {
-      await pool.run({ bytes: (i) => events[i]!.bytes, prevHash: (i) => events[i]!.prevHash }, events.length, job, out);
-    } else {
-      runKernel(
-        { bytes: (i) => events[i]!.bytes, hashOf: given ? (i) => events[i]!.hash : undefined, prevArray: (i) => events[i]!.prevHash, prevOffset: () => 0 },
-        job,
-        out,
-        0,
-        segments.length,
-      );
-    }
-  } finally {
-    await own?.close();
-  }
+  if (pool !== undefined && total > 0) await pool.run(job, out);
+  else runKernel(job, out, 0, segments.length);
   return out;
 }
 
