@@ -4,7 +4,7 @@
  * the writer consumes them into chdb; then a backlog drain (the writer started after N events).
  *
  *   node --import tsx bench/evidence-writer.bench.ts [--seconds 60] [--rate 50000] [--backlog 300000]
- *        [--batch 10000] [--partitions 1] [--durability fsync|none]
+ *        [--batch N (default: the writer's, 20000)] [--partitions 1] [--durability fsync|none] [--only drain|sustained] [--drains 1]
  *
  * No JWKS is given: the generator's checkpoints carry stand-in signatures (they would all be findings).
  * Everything runs in one process on this machine's cores: the producer's event generation and
@@ -14,6 +14,7 @@
  * and, in the sustained run, the producer's event generation: only the backlog drain isolates the
  * writer and the engine), with the load average.
  */
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -31,14 +32,28 @@ function arg(name: string, dflt: string): string {
 const SECONDS = Number(arg('seconds', '60'));
 const RATE = Number(arg('rate', '50000'));
 const BACKLOG = Number(arg('backlog', '300000'));
-const BATCH = Number(arg('batch', '10000'));
+/** Default: the writer's own default (maxBatchRecords). */
+const BATCH = process.argv.includes('--batch') ? Number(arg('batch', '20000')) : undefined;
 const PARTITIONS = Number(arg('partitions', '1'));
 const DURABILITY = arg('durability', 'fsync') as 'fsync' | 'none';
+/** Run only the backlog drain or only the sustained run; `--drains N` repeats the drain N times. */
+const ONLY = arg('only', 'both') as 'both' | 'drain' | 'sustained';
+const DRAINS = Number(arg('drains', '1'));
 const DAY_US = 86_400_000_000;
 
 const cpuUs = (): number => {
   const c = process.cpuUsage();
   return c.user + c.system;
+};
+/** The main (JavaScript) thread's CPU, µs, from /proc (the rest of the process CPU is the engine's and libuv's threads). */
+const mainThreadCpuUs = (): number => {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
+  } catch {
+    return Number.NaN;
+  }
 };
 const load = (): string => loadavg().map((x) => x.toFixed(1)).join(' ');
 
@@ -58,7 +73,7 @@ async function setup(label: string) {
   const store = await ChdbEvidenceStore.open({ dataDir: join(dir, 'store'), retention: { days: 365 } });
   await store.migrate();
   const batches: BatchStats[] = [];
-  const writer = new EvidenceWriter({ log, store, emitter: rt.emitter, logger, maxBatchRecords: BATCH, onBatch: (b) => batches.push(b) });
+  const writer = new EvidenceWriter({ log, store, emitter: rt.emitter, logger, ...(BATCH === undefined ? {} : { maxBatchRecords: BATCH }), onBatch: (b) => batches.push(b) });
   return {
     log, store, writer, batches,
     async close() {
@@ -121,19 +136,21 @@ async function backlog(): Promise<void> {
   const gen = source(11);
   await appendN(b.log, gen, BACKLOG);
   const c0 = cpuUs();
+  const m0 = mainThreadCpuUs();
   const l0 = load();
   const t0 = performance.now();
   await b.writer.start();
   await b.writer.idle();
   const ms = performance.now() - t0;
   const cpu = (cpuUs() - c0) / Math.max(1, b.writer.stats.records);
+  const mainCpu = (mainThreadCpuUs() - m0) / Math.max(1, b.writer.stats.records);
   const lat = b.batches.map((x) => x.latencyMs);
-  console.log(`| backlog drain, ${BACKLOG} events | ${b.writer.stats.records} | — | ${(b.writer.stats.records / (ms / 1000)).toFixed(0)} | — | — | — | ${pct(lat, 50)} | ${b.batches.length} | — | ${Number((await b.store.query('SELECT count() FROM events')).rows[0]?.[0])} | ${b.writer.stats.findingsEmitted} | ${cpu.toFixed(1)} | ${l0} → ${load()} |`);
+  console.log(`| backlog drain, ${BACKLOG} events | ${b.writer.stats.records} | — | ${(b.writer.stats.records / (ms / 1000)).toFixed(0)} | — | — | — | ${pct(lat, 50)} | ${b.batches.length} | — | ${Number((await b.store.query('SELECT count() FROM events')).rows[0]?.[0])} | ${b.writer.stats.findingsEmitted} | ${cpu.toFixed(1)} (main thread ${mainCpu.toFixed(1)}) | ${l0} → ${load()} |`);
   await b.close();
 }
 
-console.log(`evidence writer bench: ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, partitions ${PARTITIONS}, durability ${DURABILITY}, batch ${BATCH}, ${new Date().toISOString()}`);
+console.log(`evidence writer bench: ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, partitions ${PARTITIONS}, durability ${DURABILITY}, batch ${BATCH ?? 'writer default'}, ${new Date().toISOString()}`);
 console.log('| run | events | offered/s achieved by producer | log→store events/s | lag p50 ms | lag p99 ms | lag max ms | batch latency p50 ms | batches | drain after producer stopped ms | rows in store | findings | process CPU µs/event | load average |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
-await backlog();
-await sustained();
+if (ONLY !== 'sustained') for (let i = 0; i < DRAINS; i++) await backlog();
+if (ONLY !== 'drain') await sustained();

@@ -159,6 +159,7 @@ export class ChainTracker {
     const c = last !== undefined && last.producer === o.producer && last.epoch === o.epoch ? last : this.#chains.get(`${o.producer}\u0000${o.epoch}`);
     const key = c === undefined ? `${o.producer}\u0000${o.epoch}` : '';
     if (c === undefined) {
+      o = owned(o);
       const fresh: Chain = {
         producer: o.producer,
         epoch: o.epoch,
@@ -201,7 +202,7 @@ export class ChainTracker {
         if (hashEquals(held.o.hash, o.hash)) this.repeats++;
         else issues.push(fork(c, o, held.o.hash));
       } else {
-        c.pending.set(o.sequence, { o });
+        c.pending.set(o.sequence, { o: owned(o) });
         this.#pendingTotal++;
         c.pendingSinceMs ??= nowMs;
       }
@@ -320,10 +321,11 @@ export class ChainTracker {
         timeUs: c.lowEvent.timeUs,
       });
     }
-    c.low = o.sequence;
-    c.lowPrevHash = o.prevHash;
-    c.lowEvent = o;
-    this.#remember(c, o);
+    const kept = owned(o);
+    c.low = kept.sequence;
+    c.lowPrevHash = kept.prevHash;
+    c.lowEvent = kept;
+    this.#remember(c, kept);
   }
 
   #drainDown(c: Chain, issues: ChainIssue[]): void {
@@ -377,4 +379,13 @@ function fork(c: Chain, o: ChainObservation, known: Uint8Array): ChainIssue {
     detail: `producer ${c.producer} epoch ${c.epoch}: two different events claim sequence ${o.sequence} (hashes ${short(known)}… and ${short(o.hash)}…)`,
     timeUs: o.timeUs,
   };
+}
+
+/**
+ * An observation safe to keep: its prevHash copied when it is a view of a larger buffer (the
+ * writer passes views of the log's read chunks, which a kept view would hold in memory).
+ */
+function owned(o: ChainObservation): ChainObservation {
+  const h = o.prevHash;
+  return h.byteLength === h.buffer.byteLength ? o : { ...o, prevHash: new Uint8Array(h) };
 }

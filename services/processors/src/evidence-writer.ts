@@ -4,13 +4,14 @@
  * goes. A thin shell: the rules live in chain-check.ts (pure) and in the small functions below; the
  * I/O (poll, insert, emit, commit) is at the edges of `#processBatch`.
  *
- *   poll ≤ maxBatchRecords / maxWaitMs ──▶ decode + SHA-256 + toStoredEvent ──▶ insertEvents(rows, token)
+ *   poll ≤ maxBatchRecords / maxWaitMs ──▶ SHA-256 + row (one pass) + RowBinary ──▶ insertEvents(rows, token, encoded)
  *        │                                  └─▶ chain check, checkpoint signatures ──▶ finding.opened (own producer)
  *        └───────────── commit(positionsAfter(batch)) only after the store and the findings are durable
  *
  * Pipelined, two stages: while batch N is being stored, findings emitted and committed (stage 2,
- * mostly waiting on the store and the log), batch N+1 is polled, decoded, hashed, turned into rows
- * and chain-checked (stage 1, CPU). Stage 2 runs one batch at a time, in poll order, and starts
+ * mostly waiting on the store and the log), batch N+1 is polled, hashed, turned into rows (straight
+ * from the bytes where store/row-decoder.ts can, the codec otherwise), chain-checked and encoded
+ * as RowBinary for the store (stage 1, CPU). Stage 2 runs one batch at a time, in poll order, and starts
  * batch N+1 only after batch N's commit, so commits stay in order and a crash leaves at most one
  * batch stored but uncommitted (as before).
  *
@@ -33,13 +34,24 @@
  * store error fails the writer (state 'failed', `stats.lastError`), leaving the batch uncommitted.
  */
 import { hostname } from 'node:os';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
 import { systemActor, type EvidenceEmitter } from '../../common/src/evidence/emitter';
 import { decodeEvent, type AnyAttestEvent, type AttestEvent, type FindingCategory, type Severity, type UnchainedEvent } from '../../common/src/events';
 import { checkpointFromParts, JwksKeys, sha256, toBase64Url, verifyCheckpoint } from '../../common/src/integrity';
 import { positionsAfter, type ConsumedRecord, type EventLog, type LogConsumer } from '../../common/src/log';
-import { toStoredEvent, type EvidenceStore, type StoredEvent } from '../../common/src/store';
+import {
+  lazyEventOf,
+  readStoredEvent,
+  RowBinaryWriter,
+  toStoredEvent,
+  writeEventRow,
+  type EncodedEventRows,
+  type EvidenceStore,
+  type FastRow,
+  type StoredEvent,
+} from '../../common/src/store';
 import { ChainTracker, type ChainIssue, type ChainIssueCode, type LogCoverage } from './chain-check';
 
 export const EVIDENCE_WRITER_GROUP = 'evidence-writer';
@@ -130,10 +142,13 @@ export interface EvidenceWriterOptions {
    */
   readonly leftToContentStage?: (event: AnyAttestEvent) => boolean;
   /**
-   * Default 10 000. Each insert has a fixed cost in the engine (a new part, its indexes and
-   * projection, fsync, later merges) and the id lookup: at 20k events/s, batches of 20 000 cost the
-   * engine ≈ 27 µs/event against ≈ 38 at 5 000 (bench/RESULTS.md). Under light load polls return
-   * what is there, so batches stay small and lag low; the limit matters when catching up.
+   * Default 20 000. Each insert has a fixed cost in the engine (a new part, its indexes and
+   * projection, fsyncs, later merges) and the id lookup: per event, inserts of 10 000 rows cost the
+   * engine ≈ 24 µs of CPU, of 20 000 ≈ 15, of 40 000 ≈ 11 (bench/RESULTS.md, "Evidence writer").
+   * While there is a backlog the writer fills each batch up to this many records (a poll returns
+   * at most one read of the log); under light load polls return what is there, so batches stay
+   * small and lag low. Memory grows with it: two batches are in hand at once (one being prepared,
+   * one being stored), ≈ 1.3 KB per record each, plus their RowBinary.
    */
   readonly maxBatchRecords?: number;
   /** Default 100 ms. */
@@ -164,12 +179,21 @@ export interface EvidenceWriterOptions {
   readonly beforeCommit?: (b: BatchInfo) => void | Promise<void>;
 }
 
+/** Stage 1 yields to the event loop after this many records (≈ 10–20 ms of work). */
+const PREPARE_SLICE_RECORDS = 1_000;
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function notUuid(eventId: string): Error {
+  return Object.assign(new Error(`event id ${JSON.stringify(eventId.slice(0, 64))} is not a UUID`), { code: 'store_row_invalid' });
+}
 
 /** A batch decoded and checked (stage 1), waiting to be stored and committed (stage 2). */
 interface PreparedBatch {
   readonly records: readonly ConsumedRecord[];
   readonly rows: StoredEvent[];
+  /** The rows in RowBinary, encoded in stage 1 (while the store works on the batch before). */
+  readonly encoded: EncodedEventRows | undefined;
   readonly findings: WriterFinding[];
   readonly undecodable: number;
   readonly checkpoints: number;
@@ -208,12 +232,18 @@ export class EvidenceWriter {
   readonly #wakers = new Set<() => void>();
   /** Stage 2 of the batch before the one in hand, while it runs. */
   #storing: Promise<void> | undefined;
+  /**
+   * Two RowBinary buffers, alternating: stage 1 encodes batch N+1 into one while stage 2 stores
+   * batch N from the other. Batch N+2 is prepared only after batch N's stage 2 ended.
+   */
+  readonly #encoders = [new RowBinaryWriter(1 << 20), new RowBinaryWriter(1 << 20)] as const;
+  #encoder = 0;
 
   constructor(opts: EvidenceWriterOptions) {
     this.#o = opts;
     this.group = opts.group ?? EVIDENCE_WRITER_GROUP;
     this.#now = opts.now ?? Date.now;
-    this.#maxBatch = opts.maxBatchRecords ?? 10_000;
+    this.#maxBatch = opts.maxBatchRecords ?? 20_000;
     this.#maxWait = opts.maxWaitMs ?? 100;
     this.#visibilityLag = opts.visibilityLagMs ?? 1_000;
     const startedMs = this.#now();
@@ -318,16 +348,15 @@ export class EvidenceWriter {
         this.#end = [...endBefore];
         if (this.#stopping) break;
         const pollStart = this.#now();
-        const records: ConsumedRecord[] = await this.#retrying('poll', async () => {
-          // stop() during a retry's backoff: do not start another poll on a consumer being closed.
-          if (this.#stopping) return [];
-          this.#polling = true;
-          try {
-            return await consumer.poll(this.#maxBatch, this.#maxWait);
-          } finally {
-            this.#polling = false;
-          }
-        });
+        const records = await this.#poll(consumer, this.#maxBatch, this.#maxWait);
+        // Catching up: a poll returns at most what the log reads in one go (the file log: one chunk
+        // per partition, ≈ 7 000 of the bench's events), so fill the batch from the backlog without
+        // waiting: the engine's cost per event falls with the insert's size (maxBatchRecords).
+        while (records.length > 0 && records.length < this.#maxBatch && !this.#stopping && !this.#consumerClosed) {
+          const more = await this.#poll(consumer, this.#maxBatch - records.length, 0);
+          if (more.length === 0) break;
+          for (let i = 0; i < more.length; i++) records.push(more[i] as ConsumedRecord);
+        }
         if (this.#consumerClosed || (this.#stopping && records.length === 0)) break;
         if (records.length === 0) {
           await this.#finishStoring();
@@ -379,6 +408,22 @@ export class EvidenceWriter {
     }
   }
 
+  #poll(consumer: LogConsumer, max: number, waitMs: number): Promise<ConsumedRecord[]> {
+    return this.#retrying('poll', async () => {
+      // stop() during a retry's backoff: do not start another poll on a consumer being closed.
+      if (this.#stopping) return [];
+      // Only a poll that may wait is one stop() cuts short by closing the consumer: a filling poll
+      // (waitMs 0) has records in hand, which stop() lets the writer finish.
+      if (waitMs === 0) return consumer.poll(max, 0);
+      this.#polling = true;
+      try {
+        return await consumer.poll(max, waitMs);
+      } finally {
+        this.#polling = false;
+      }
+    });
+  }
+
   /** How far every partition has been read in this run (chain-check.ts, LogCoverage). */
   #coverage(): LogCoverage | undefined {
     let through = Number.POSITIVE_INFINITY;
@@ -400,47 +445,68 @@ export class EvidenceWriter {
     const covered = this.#covered;
     let undecodable = 0;
     let firstAppendMs = Number.POSITIVE_INFINITY;
+    let sinceYield = 0;
     for (const r of records) {
+      // Let stage 2 of the batch before move on while this one is prepared: its steps (ids file,
+      // lookup, insert, commit) each resume on this thread, and a whole batch prepared in one go
+      // (≈ 20 µs per record) would hold every one of them back by as long.
+      if (++sinceYield === PREPARE_SLICE_RECORDS) {
+        sinceYield = 0;
+        await yieldToLoop();
+      }
       const p = r.partition;
       if (r.appendTimeMs < firstAppendMs) firstAppendMs = r.appendTimeMs;
       // Within a partition, records come in offset (and append) order.
       if (read[p] === null || (read[p] as number) <= r.offset) read[p] = r.offset + 1;
       if (covered[p] === null || (covered[p] as number) < r.appendTimeMs) covered[p] = r.appendTimeMs;
-      let event: AnyAttestEvent;
-      try {
-        event = decodeEvent(r.value).event as AnyAttestEvent;
-      } catch (err) {
-        undecodable++;
-        findings.push(recordFinding('undecodable_record', r, err));
-        continue;
-      }
-      const m = event.metadata;
+      // One pass from the bytes to the row where it can (store/row-decoder.ts: the same row, or
+      // none); the codec and toStoredEvent otherwise, which also raise the errors named below.
       const hash = sha256(r.value);
+      const fast = readStoredEvent(r.value, hash);
+      let event: AnyAttestEvent | undefined;
       let row: StoredEvent;
-      try {
-        if (!UUID.test(m.eventId)) throw Object.assign(new Error(`event id ${JSON.stringify(m.eventId.slice(0, 64))} is not a UUID`), { code: 'store_row_invalid' });
-        row = toStoredEvent(event as unknown as AttestEvent, r.value, hash);
-      } catch (err) {
-        undecodable++;
-        findings.push(recordFinding('unstorable_event', r, err, m.eventId));
-        continue;
+      if (fast !== undefined) {
+        row = fast.row;
+        if (!UUID.test(row.eventId)) {
+          undecodable++;
+          findings.push(recordFinding('unstorable_event', r, notUuid(row.eventId), row.eventId));
+          continue;
+        }
+      } else {
+        try {
+          event = decodeEvent(r.value).event as AnyAttestEvent;
+        } catch (err) {
+          undecodable++;
+          findings.push(recordFinding('undecodable_record', r, err));
+          continue;
+        }
+        const m = event.metadata;
+        try {
+          if (!UUID.test(m.eventId)) throw notUuid(m.eventId);
+          row = toStoredEvent(event as unknown as AttestEvent, r.value, hash);
+        } catch (err) {
+          undecodable++;
+          findings.push(recordFinding('unstorable_event', r, err, m.eventId));
+          continue;
+        }
       }
       // Content events reach the store through the DLP content stage (DlpProcessor storeContent),
       // redacted where it redacts; their chain is still checked here.
-      if (this.#o.leftToContentStage?.(event) !== true) rows.push(row);
-      if (m.type === 'integrity.checkpoint') {
-        if (this.#o.jwks !== undefined) checkpoints.push({ event, record: r });
+      const left = this.#o.leftToContentStage;
+      if (left === undefined || left(event ?? lazyEventOf(fast as FastRow)) !== true) rows.push(row);
+      if (row.type === 'integrity.checkpoint') {
+        if (this.#o.jwks !== undefined) checkpoints.push({ event: event ?? (decodeEvent(r.value).event as AnyAttestEvent), record: r });
         continue;
       }
       const issues = this.#tracker.observe(
         {
-          producer: m.producer,
-          epoch: m.producerEpoch ?? '',
-          sequence: m.sequence,
-          prevHash: m.prevHash,
+          producer: row.producer,
+          epoch: row.producerEpoch ?? '',
+          sequence: row.sequence,
+          prevHash: row.prevHash,
           hash,
-          eventId: m.eventId,
-          timeUs: m.timeUs,
+          eventId: row.eventId,
+          timeUs: row.timeUs,
           appendTimeMs: r.appendTimeMs,
         },
         t0,
@@ -464,6 +530,7 @@ export class EvidenceWriter {
     return {
       records,
       rows,
+      encoded: await this.#encode(rows),
       findings,
       undecodable,
       checkpoints: checkpoints.length,
@@ -474,10 +541,32 @@ export class EvidenceWriter {
     };
   }
 
+  /**
+   * The rows in RowBinary for the store (EvidenceStore.insertEvents, `encoded`), or undefined if a
+   * row does not encode: the store then encodes them itself and raises the error there, as before.
+   */
+  async #encode(rows: readonly StoredEvent[]): Promise<EncodedEventRows | undefined> {
+    if (rows.length === 0) return undefined;
+    this.#encoder ^= 1;
+    const w = this.#encoders[this.#encoder] as RowBinaryWriter;
+    w.reset();
+    const ends = new Uint32Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      try {
+        writeEventRow(w, rows[i] as StoredEvent);
+      } catch {
+        return undefined;
+      }
+      ends[i] = w.length;
+      if ((i + 1) % (4 * PREPARE_SLICE_RECORDS) === 0) await yieldToLoop();
+    }
+    return { bytes: w.bytes(), ends };
+  }
+
   /** Stage 2: store, emit findings, commit; one batch at a time, in poll order. */
   async #store(consumer: LogConsumer, b: PreparedBatch): Promise<void> {
     let report = { events: 0, duplicates: 0 };
-    if (b.rows.length > 0) report = await this.#retrying('insert', () => this.#o.store.insertEvents(b.rows, b.token));
+    if (b.rows.length > 0) report = await this.#retrying('insert', () => this.#o.store.insertEvents(b.rows, b.token, b.encoded));
     const appendToQueryableMaxMs = b.records.length > 0 ? Math.max(0, this.#now() - b.firstAppendMs) : 0;
     if (b.findings.length > 0) await this.#emitFindings(b.findings);
 

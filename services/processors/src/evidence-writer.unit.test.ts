@@ -6,7 +6,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
-import { chainEvent, encodeEvent, newEvent, type EventType, type UnchainedEvent } from '../../common/src/events';
+import { chainEvent, decodeEvent, encodeEvent, newEvent, type EventType, type UnchainedEvent } from '../../common/src/events';
 import { SAMPLE_PARTS } from '../../common/src/events/fixtures';
 import { sha256 } from '../../common/src/integrity';
 import type { ConsumedRecord, ConsumerPosition, EventLog, LogConsumer } from '../../common/src/log';
@@ -164,6 +164,39 @@ describe('evidence writer chain check under a backlog', () => {
 
     expect(Object.fromEntries(byDetector)).toEqual({});
     expect(writer.stats.eventsWritten).toBe(3);
+    await store.close();
+  });
+});
+
+describe('evidence writer rows', () => {
+  it('hands leftToContentStage the event as the codec decodes it (read lazily), stores the rest, and chain-checks all', async () => {
+    const bytes = chainBytes(24);
+    const partition: ConsumedRecord[] = bytes.map((value, i) => ({ key: 's', value, headers: {}, partition: 0, offset: i, appendTimeMs: 5_000 + i }));
+    let clock = 0;
+    const log = scriptedLog([partition], [partition.slice(0, 10), partition.slice(10)], () => (clock += 1_000));
+    const store = new MemoryEvidenceStore({ retention: { days: 365 } });
+    await store.migrate();
+    const { emitter, byDetector } = findingSink();
+    const seen: { type: string; event: unknown }[] = [];
+    const writer = new EvidenceWriter({
+      log, store, emitter, logger: pino({ level: 'silent' }), now: () => clock, reorderWindowMs: 50, maxBatchRecords: 1_000,
+      leftToContentStage: (e) => {
+        seen.push({ type: e.metadata.type, event: { metadata: e.metadata, actor: e.actor, source: e.source, target: e.target, outcome: e.outcome, correlation: e.correlation, payload: e.payload } });
+        return e.metadata.type === 'gateway.response.completed';
+      },
+    });
+    await writer.start();
+    await writer.idle();
+    await writer.stop();
+
+    expect(writer.stats.lastError).toBeUndefined();
+    expect(seen.map((s) => s.type)).toEqual(bytes.map((b) => decodeEvent(b).type));
+    seen.forEach((s, i) => expect(s.event).toEqual({ ...decodeEvent(bytes[i] as Uint8Array).event }));
+    // One in four is a response (left to the content stage); the other 18 are stored.
+    expect(writer.stats.eventsWritten).toBe(18);
+    expect(store.storage.events.map((r) => r.type).filter((t) => t === 'gateway.response.completed')).toEqual([]);
+    expect(store.storage.events).toHaveLength(18);
+    expect(Object.fromEntries(byDetector)).toEqual({});
     await store.close();
   });
 });

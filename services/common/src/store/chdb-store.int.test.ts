@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChdbEvidenceStore, type ChdbStoreOptions } from './chdb-store';
+import { RowBinaryWriter, writeEventRow } from './rowbinary';
 import { isStoreError } from './errors';
 import type { StoredEvent } from './rows';
 import { evidenceStoreConformance } from './store-conformance';
@@ -88,6 +89,52 @@ describe('chdb specifics', () => {
     expect(await count(next, 'SELECT 1')).toBe(1);
   });
 });
+
+describe('rows the caller encoded (insertEvents, encoded)', () => {
+  const encode = (rows: readonly StoredEvent[]) => {
+    const w = new RowBinaryWriter();
+    const ends = rows.map((r) => {
+      writeEventRow(w, r);
+      return w.length;
+    });
+    return { bytes: Buffer.from(w.bytes()), ends };
+  };
+  const snapshot = async (s: ChdbEvidenceStore): Promise<string> => {
+    const r = await s.query('SELECT toString(event_id), hex(event_bytes), payload, pci_requirements, actor_groups, outcome_status FROM events ORDER BY event_id', {}, { maxRows: 10_000 });
+    return JSON.stringify(r.rows);
+  };
+
+  it('stores the same rows as the store’s own encoding, and still drops events it holds when a redelivery overlaps', async () => {
+    const { store: a } = await openStore('enc-own');
+    await a.migrate();
+    await a.insertEvents(events.slice(0, 1_000), 'b1');
+    await a.insertEvents(events.slice(500, 2_000), 'b2');
+    const own = await snapshot(a);
+    await a.close();
+
+    const { store: b } = await openStore('enc-caller');
+    await b.migrate();
+    const r1 = await b.insertEvents(events.slice(0, 1_000), 'b1', encode(events.slice(0, 1_000)));
+    // Overlapping redelivery under another token: the stored half is filtered out, the rest encoded by the store.
+    const r2 = await b.insertEvents(events.slice(500, 2_000), 'b2', encode(events.slice(500, 2_000)));
+    expect(r1).toMatchObject({ events: 1_000, duplicates: 0 });
+    expect(r2).toMatchObject({ events: 1_500, duplicates: 500 });
+    // A batch with a repeat inside: the encoding no longer matches the rows, so the store encodes them.
+    const repeat = [...events.slice(2_000, 2_100), events[2_000] as StoredEvent];
+    expect(await b.insertEvents(repeat, 'b3', encode(repeat))).toMatchObject({ events: 100, duplicates: 0 });
+    expect(await count(b, 'SELECT count() FROM events')).toBe(2_100);
+    expect(await count(b, 'SELECT uniqExact(event_id) FROM events')).toBe(2_100);
+    // The 2,000 events both stores hold are stored byte for byte alike.
+    expect(await snapshotOf(b, own)).toBe(own);
+  });
+});
+
+/** The rows of `s` whose ids are in the snapshot `own`, as a snapshot. */
+async function snapshotOf(s: ChdbEvidenceStore, own: string): Promise<string> {
+  const ids = new Set((JSON.parse(own) as string[][]).map((r) => r[0]));
+  const r = await s.query('SELECT toString(event_id), hex(event_bytes), payload, pci_requirements, actor_groups, outcome_status FROM events ORDER BY event_id', {}, { maxRows: 10_000 });
+  return JSON.stringify(r.rows.filter((row) => ids.has(String(row[0]))));
+}
 
 describe('event loop', () => {
   it('measures how long the event loop stalls while a large insert and a heavy query run (reported, not asserted)', async () => {

@@ -27,6 +27,7 @@ import { StoreError } from './errors';
 import { checkMaxRows, collectRows, uniqueBatch } from './adapter-common';
 import { checkRetention, DEFAULT_MIGRATIONS_DIR, loadMigrations, runMigrations, sqlString, type SqlExecutor } from './migrations';
 import {
+  type EncodedEventRows,
   type EvidenceStore,
   type InsertReport,
   type MigrationReport,
@@ -139,12 +140,14 @@ export class ChdbEvidenceStore implements EvidenceStore {
     return this.#track(this.#serialized(() => runMigrations(this.#executor(), loadMigrations(this.#migrationsDir), this.#retention)));
   }
 
-  insertEvents(batch: readonly StoredEvent[], dedupToken: string): Promise<InsertReport> {
+  insertEvents(batch: readonly StoredEvent[], dedupToken: string, encoded?: EncodedEventRows): Promise<InsertReport> {
     if (this.#closed) return Promise.reject(closedError());
     const unique = uniqueBatch(batch, dedupToken);
     if (unique instanceof StoreError) return Promise.reject(unique);
     if (unique.length === 0) return Promise.resolve({ events: 0, duplicates: 0, sightings: 0 });
-    return this.#track(this.#serialized(() => this.#insert(unique, dedupToken)));
+    // The caller's encoding serves as long as the rows are the batch as given (no repeats dropped).
+    const pre = encoded !== undefined && unique.length === batch.length && encoded.ends.length === batch.length ? encoded : undefined;
+    return this.#track(this.#serialized(() => this.#insert(unique, dedupToken, pre)));
   }
 
   async query(sql: string, params: QueryParams = {}, opts: QueryOptions = {}): Promise<QueryResult> {
@@ -265,7 +268,7 @@ export class ChdbEvidenceStore implements EvidenceStore {
     }
   }
 
-  async #insert(batch: readonly StoredEvent[], dedupToken: string): Promise<InsertReport> {
+  async #insert(batch: readonly StoredEvent[], dedupToken: string, encoded: EncodedEventRows | undefined): Promise<InsertReport> {
     const files: string[] = [];
     try {
       let lo = Infinity;
@@ -280,12 +283,16 @@ export class ChdbEvidenceStore implements EvidenceStore {
       // 1. Events already stored (a redelivery, possibly under other batch boundaries): first write wins.
       let existing = new Set<string>();
       if (this.#dedupById) {
-        const idsFile = await this.#writeIds(batch, files);
+        const idsFile = encoded === undefined ? await this.#writeIds(batch, files) : await this.#writeEncodedIds(encoded, files);
         existing = await this.#existingIds('events', range, idsFile);
       }
       const fresh = existing.size === 0 ? batch : batch.filter((e) => !existing.has(e.eventId.toLowerCase()));
       if (fresh.length > 0) {
-        const path = await this.#encodeToFile(fresh, writeEventRow, 'events', files);
+        // Rows the caller encoded go to the file as they are; after a filter they are encoded here.
+        const path =
+          encoded !== undefined && fresh === batch
+            ? await this.#writeBytes(encoded.bytes, 'events', files)
+            : await this.#encodeToFile(fresh, writeEventRow, 'events', files);
         await this.#run(
           `INSERT INTO events (${EVENT_COLUMN_LIST}) SETTINGS insert_deduplication_token = ${sqlString(engineToken(dedupToken, 'events', fresh))} ` +
             `SELECT * FROM file(${sqlString(path)}, 'RowBinary', ${sqlString(EVENT_STRUCTURE)})`,
@@ -346,6 +353,23 @@ export class ChdbEvidenceStore implements EvidenceStore {
     for (let i = 0; i < rows.length; i++) w.uuid((rows[i] as { eventId: string }).eventId, 'eventId');
     const path = this.#nextFile('ids', files);
     await writeFile(path, w.bytes());
+    return path;
+  }
+
+  /** The ids file from encoded rows: each row starts with its event_id (16 bytes, as `uuid` writes it). */
+  async #writeEncodedIds(encoded: EncodedEventRows, files: string[]): Promise<string> {
+    const { bytes, ends } = encoded;
+    const out = Buffer.allocUnsafe(ends.length * 16);
+    for (let i = 0, start = 0; i < ends.length; i++) {
+      for (let k = 0, o = i * 16; k < 16; k++) out[o + k] = bytes[start + k] as number;
+      start = ends[i] as number;
+    }
+    return this.#writeBytes(out, 'ids', files);
+  }
+
+  async #writeBytes(bytes: Uint8Array, label: string, files: string[]): Promise<string> {
+    const path = this.#nextFile(label, files);
+    await writeFile(path, bytes);
     return path;
   }
 

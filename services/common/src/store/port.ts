@@ -95,6 +95,13 @@ export interface MigrationReport {
   readonly retention: RetentionReport;
 }
 
+/** `events` rows in RowBinary, back to back: row i is `bytes[ends[i - 1] ?? 0 .. ends[i]]`. */
+export interface EncodedEventRows {
+  readonly bytes: Uint8Array;
+  /** One per row of the batch, in order: where the row's encoding ends. */
+  readonly ends: ArrayLike<number>;
+}
+
 export interface EvidenceStore {
   /**
    * Bring the schema up to date: apply the numbered migrations not yet applied, in order, and
@@ -109,8 +116,12 @@ export interface EvidenceStore {
    * (same token, or re-batched under another token, before or after a restart) never duplicates a
    * row; the first write of an event id wins. `dedupToken` should name the batch's place in the log
    * (e.g. `p3:1200-1299`). Resolves once the rows are durable and queryable.
+   *
+   * `encoded`, optional: the batch's `events` rows already in RowBinary, as `writeEventRow` writes
+   * them (rowbinary.ts), so a caller can encode while the store is busy with its previous batch.
+   * An adapter that inserts RowBinary may use them instead of encoding the rows; any other ignores them.
    */
-  insertEvents(batch: readonly StoredEvent[], dedupToken: string): Promise<InsertReport>;
+  insertEvents(batch: readonly StoredEvent[], dedupToken: string, encoded?: EncodedEventRows): Promise<InsertReport>;
 
   /** Run a read query with bound parameters; at most `maxRows` rows come back. */
   query(sql: string, params?: QueryParams, opts?: QueryOptions): Promise<QueryResult>;
