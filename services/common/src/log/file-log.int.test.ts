@@ -98,6 +98,28 @@ describe('FileEventLog', () => {
     expect(log.stats.syncs).toBeLessThan(log.stats.records / 4);
   });
 
+  it('writes a lone append on the calling thread, a cycle of several on the pool, and backs off after a slow inline write', async () => {
+    const dir = await newDir();
+    const log = await openLog({ dir, partitions: 1 });
+    await log.append([rec('a', '1')]);
+    await log.append([rec('a', '2')]);
+    expect(log.stats.inlineWrites).toBe(2);
+    await Promise.all([log.append([rec('a', '3')]), log.append([rec('b', '4')])]);
+    expect(log.stats).toMatchObject({ inlineWrites: 2, flushCycles: 3, records: 4 });
+    const c = await log.consumer('r');
+    expect((await drain(c, 4)).map((r) => new TextDecoder().decode(r.value))).toEqual(['1', '2', '3', '4']);
+
+    // Every inline write counts as slow (0 ms): the next lone append goes to the pool.
+    const slow = await reopen(log, { dir, inlineSlowMs: 0 });
+    await slow.append([rec('a', '5')]);
+    await slow.append([rec('a', '6')]);
+    expect(slow.stats.inlineWrites).toBe(1);
+    const off = await reopen(slow, { dir, inlineWrites: false });
+    await off.append([rec('a', '7')]);
+    expect(off.stats.inlineWrites).toBe(0);
+    expect(await off.endOffsets()).toEqual([7]);
+  });
+
   it("does not fdatasync in durability 'none' (benchmarks only)", async () => {
     const dir = await newDir();
     const log = await openLog({ dir, durability: 'none' });
