@@ -4,7 +4,7 @@
  * process.cpuUsage (steadier than wall time on a shared machine).
  *
  *   node --import tsx bench/log.bench.ts [--seconds 3] [--runs 3] [--partitions 1,4] [--concurrency 1,16,256]
- *     [--value-bytes 800] [--warmup 0] [--preallocate default|true|false] [--no-consume]
+ *     [--value-bytes 800] [--warmup 0] [--preallocate default|true|false] [--inline default|true|false] [--no-consume]
  *
  * --warmup appends for that many seconds (untimed, same log) before each timed run: the steady state
  * of a log that has already switched to preallocated segments (a new log's first segment grows by
@@ -27,6 +27,7 @@ const CONCURRENCY = arg('concurrency', '1,16,256').split(',').map(Number);
 const VALUE_BYTES = Number(arg('value-bytes', '800'));
 const WARMUP_S = Number(arg('warmup', '0'));
 const PREALLOCATE = arg('preallocate', 'default');
+const INLINE = arg('inline', 'default');
 const CONSUME = !process.argv.includes('--no-consume');
 
 const median = (xs: number[]): number => {
@@ -46,7 +47,8 @@ interface AppendRun {
 
 async function appendRun(dir: string, partitions: number, concurrency: number, durability: 'fsync' | 'none'): Promise<AppendRun> {
   const preallocate = PREALLOCATE === 'default' ? {} : { preallocate: PREALLOCATE === 'true' };
-  const log = await FileEventLog.open({ dir, partitions, durability, ...preallocate });
+  const inline = INLINE === 'default' ? {} : { inlineWrites: INLINE === 'true' };
+  const log = await FileEventLog.open({ dir, partitions, durability, ...preallocate, ...inline });
   const value = new Uint8Array(VALUE_BYTES).map((_, i) => i & 0xff);
   let latencies: number[] = [];
   let id = 0;
@@ -111,7 +113,7 @@ async function consumeRun(dir: string): Promise<{ perSec: number; mbPerSec: numb
 async function main(): Promise<void> {
   console.log(`# event log bench  ${new Date().toISOString()}  node ${process.version}  ${cpus().length} cores  ${(totalmem() / 2 ** 30).toFixed(1)} GiB`);
   console.log(`# ${SECONDS}s per run, median of ${RUNS} runs, ${VALUE_BYTES}-byte values, one record per append() call, temp dir under ${tmpdir()}`);
-  console.log(`# warm-up ${WARMUP_S}s per run, preallocate ${PREALLOCATE}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
+  console.log(`# warm-up ${WARMUP_S}s per run, preallocate ${PREALLOCATE}, inline ${INLINE}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
   console.log('| durability | partitions | concurrency | appends/s | records per fdatasync | CPU µs/record | p50 µs | p99 µs |');
   console.log('|---|---|---|---|---|---|---|---|');
   const configs: Array<{ durability: 'fsync' | 'none'; partitions: number; concurrency: number }> = [];
