@@ -8,7 +8,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -23,6 +22,7 @@ import { MemoryEventLog, type ConsumedRecord } from '../../common/src/log';
 import { dlpPolicySchema } from '../../common/src/dlp/index';
 import { CONTENT_FIELDS, DLP_ACTOR, DlpProcessor, type ContentRow, type DlpProcessorOptions } from './dlp-processor';
 import { FileSnapshotStore, type SnapshotOptions } from './snapshot-store';
+import { capturingLogger } from './test-logger';
 
 const logger = pino({ level: 'silent' });
 const AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
@@ -454,16 +454,6 @@ describe('dlp processor', () => {
   });
 });
 
-function capturingLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'warn' }, stream), lines };
-}
 
 /**
  * A book's cases with `related` as a set: its order follows the fold order, which across partitions

@@ -66,8 +66,8 @@
  */
 import type { Logger } from 'pino';
 import { ProcessorLoop } from './processor-loop';
-import { probeUncommitted, replayBelow, type ReplayResult } from './log-replay';
-import { SnapshotRejected, type SnapshotOptions } from './snapshot-store';
+import { probeUncommitted, replayBelow } from './log-replay';
+import type { SnapshotOptions } from './snapshot-store';
 import { SnapshotKeeper } from './snapshots';
 import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
 import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
@@ -672,38 +672,29 @@ export class DlpProcessor {
 
     // 2. Fold the finding events below the committed positions (headers skip decoding the rest):
     //    from the snapshot's positions when one may be used, else from the oldest retained record.
-    let book = new DlpFindingBook();
     let replayed = 0;
-    const fold = (r: ConsumedRecord) => {
-      const t = r.headers['type'];
-      if (t !== undefined && !FINDING_TYPES.has(t)) return;
-      const e = this.#decode(r, false);
-      if (e === undefined || !FINDING_TYPES.has(e.metadata.type)) return;
-      book.apply(e);
-      replayed++;
-    };
-    let result: ReplayResult | undefined;
-    const snap = await this.#snap.load(until);
-    if (snap !== undefined) {
-      try {
-        try {
-          book = DlpFindingBook.fromState(snap.state);
-        } catch (err) {
-          throw new SnapshotRejected('snapshot_state_invalid', (err as Error).message);
-        }
-        result = await replayBelow(replay, until, fold, { from: snap.positions, anchors: snap.anchors });
-      } catch (err) {
-        if (!(err instanceof SnapshotRejected)) throw err;
-        this.#snap.rejected(err);
-        book = new DlpFindingBook();
+    const { book, result, fromSnapshot } = await this.#snap.replayInto(
+      until,
+      () => new DlpFindingBook(),
+      (state) => DlpFindingBook.fromState(state),
+      (b, start) => {
         replayed = 0;
-        result = undefined;
-      }
-    }
-    const fromSnapshot = result !== undefined;
-    result ??= await replayBelow(replay, until, fold);
+        return replayBelow(
+          replay,
+          until,
+          (r) => {
+            const t = r.headers['type'];
+            if (t !== undefined && !FINDING_TYPES.has(t)) return;
+            const e = this.#decode(r, false);
+            if (e === undefined || !FINDING_TYPES.has(e.metadata.type)) return;
+            b.apply(e);
+            replayed++;
+          },
+          start,
+        );
+      },
+    );
     this.#covered = DlpFindingBook.fromState(book.toState());
-    this.#snap.reset(until, result.anchors, fromSnapshot);
     this.stats.replayRead = result.records;
     this.stats.fromSnapshot = fromSnapshot;
     this.stats.snapshotsRejected = this.#snap.stats.snapshotsRejected;

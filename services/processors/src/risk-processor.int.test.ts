@@ -6,7 +6,6 @@
  * stay suspended once across restarts and failures.
  */
 import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -21,6 +20,7 @@ import { RiskProcessor } from './risk-processor';
 import { FileSnapshotStore, type SnapshotOptions } from './snapshot-store';
 import type { IdentityState } from './risk/state';
 import { onlySignals } from './risk/testing';
+import { capturingLogger } from './test-logger';
 
 const logger = pino({ level: 'silent' });
 const AGENT = SAMPLE_PARTS['gateway.request.blocked'].actor;
@@ -241,16 +241,6 @@ describe('risk processor', () => {
 });
 
 /** Warning lines a processor logs (JSON), for the snapshot refusals. */
-function capturingLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'warn' }, stream), lines };
-}
 
 const byKey = (ids: readonly IdentityState[]) => [...ids].sort((a, b) => (a.key < b.key ? -1 : 1));
 

@@ -48,8 +48,8 @@
 import type { Logger } from 'pino';
 import { ProcessorLoop } from './processor-loop';
 import { createHash } from 'node:crypto';
-import { probeUncommitted, replayBelow, type ReplayResult } from './log-replay';
-import { SnapshotRejected, type SnapshotOptions } from './snapshot-store';
+import { probeUncommitted, replayBelow } from './log-replay';
+import type { SnapshotOptions } from './snapshot-store';
 import { SnapshotKeeper } from './snapshots';
 import type { ControlPublisher } from '../../common/src/control/channel';
 import type { ControlMessage } from '../../common/src/control/messages';
@@ -373,35 +373,26 @@ export class RiskProcessor {
 
     // 2. Replay everything below the committed positions: from the snapshot's positions when one
     //    may be used, else from the oldest retained record.
-    let book = new RiskBook(this.#o.policy);
     let replayed = 0;
-    const fold = (r: ConsumedRecord) => {
-      const e = this.#decode(r);
-      if (e === undefined) return;
-      book.apply(e);
-      replayed++;
-    };
-    let result: ReplayResult | undefined;
-    const snap = await this.#snap.load(until);
-    if (snap !== undefined) {
-      try {
-        try {
-          book = RiskBook.fromState(this.#o.policy, snap.state);
-        } catch (err) {
-          throw new SnapshotRejected('snapshot_state_invalid', (err as Error).message);
-        }
-        result = await replayBelow(replay, until, fold, { from: snap.positions, anchors: snap.anchors });
-      } catch (err) {
-        if (!(err instanceof SnapshotRejected)) throw err;
-        this.#snap.rejected(err);
-        book = new RiskBook(this.#o.policy);
+    const { book, result, fromSnapshot } = await this.#snap.replayInto(
+      until,
+      () => new RiskBook(this.#o.policy),
+      (state) => RiskBook.fromState(this.#o.policy, state),
+      (b, start) => {
         replayed = 0;
-        result = undefined;
-      }
-    }
-    const fromSnapshot = result !== undefined;
-    result ??= await replayBelow(replay, until, fold);
-    this.#snap.reset(until, result.anchors, fromSnapshot);
+        return replayBelow(
+          replay,
+          until,
+          (r) => {
+            const e = this.#decode(r);
+            if (e === undefined) return;
+            b.apply(e);
+            replayed++;
+          },
+          start,
+        );
+      },
+    );
     this.stats.replayRead = result.records;
     this.stats.fromSnapshot = fromSnapshot;
     this.stats.snapshotsRejected = this.#snap.stats.snapshotsRejected;

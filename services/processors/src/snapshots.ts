@@ -10,6 +10,7 @@
  */
 import type { Logger } from 'pino';
 import type { ConsumedRecord } from '../../common/src/log';
+import type { ReplayResult, ReplayStart } from './log-replay';
 import {
   anchorOf,
   DEFAULT_SNAPSHOT_EVERY_MS,
@@ -112,6 +113,42 @@ export class SnapshotKeeper {
     this.stats.snapshotsRejected++;
     this.stats.fromSnapshot = false;
     this.o.logger.warn({ group: this.o.group, reason: err.reason, detail: err.message }, `${this.o.label}: state snapshot not used (${err.reason}), replaying the retained log`);
+  }
+
+  /**
+   * A rebuild's replay of everything below `until` into a book: from the snapshot when one may be
+   * used (its state through `fromState`, then only the records after its positions), else from the
+   * oldest retained record into `fresh()`. A refused snapshot is logged and counted, then the full
+   * replay runs. `replay` folds into the book it is given (and restarts any count of its own).
+   * Ends with `reset`: the keeper then covers exactly `until`.
+   */
+  async replayInto<B>(
+    until: readonly number[],
+    fresh: () => B,
+    fromState: (state: unknown) => B,
+    replay: (book: B, start?: ReplayStart) => Promise<ReplayResult>,
+  ): Promise<{ book: B; result: ReplayResult; fromSnapshot: boolean }> {
+    const snap = await this.load(until);
+    if (snap !== undefined) {
+      try {
+        let book: B;
+        try {
+          book = fromState(snap.state);
+        } catch (err) {
+          throw new SnapshotRejected('snapshot_state_invalid', (err as Error).message);
+        }
+        const result = await replay(book, { from: snap.positions, anchors: snap.anchors });
+        this.reset(until, result.anchors, true);
+        return { book, result, fromSnapshot: true };
+      } catch (err) {
+        if (!(err instanceof SnapshotRejected)) throw err;
+        this.rejected(err);
+      }
+    }
+    const book = fresh();
+    const result = await replay(book);
+    this.reset(until, result.anchors, false);
+    return { book, result, fromSnapshot: false };
   }
 
   /** After a rebuild: the book covers exactly the records below `positions`. */

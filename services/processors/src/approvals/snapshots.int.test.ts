@@ -9,7 +9,6 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decide, evolve, toEvidence } from '../../../common/src/approvals';
@@ -22,20 +21,11 @@ import { InMemoryKeyStore, Keyring } from '../../../common/src/integrity';
 import { MemoryEventLog, MemoryLogStorage } from '../../../common/src/log';
 import { FileSnapshotStore, type SnapshotOptions } from '../snapshot-store';
 import { startApprovalService, type SnapshottedApprovals } from './snapshots';
+import { capturingLogger } from '../test-logger';
 
 const silent = pino({ level: 'silent' });
 const CADENCE = { everyEvents: 100_000, everyMs: 3_600_000 };
 
-function capturingLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'warn' }, stream), lines };
-}
 
 describe('approval book snapshots', () => {
   const cleanup: Array<() => Promise<void>> = [];
