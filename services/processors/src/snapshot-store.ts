@@ -16,7 +16,7 @@
  * Every refusal has a stable reason code (SnapshotRejection), logged once as a warning by the caller.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Version of the file framing and of the StateSnapshot envelope. */
@@ -93,6 +93,9 @@ export interface SnapshotStore {
   save(snapshot: StateSnapshot): Promise<void>;
 }
 
+/** Largest snapshot file loaded (a risk book of 500 identities is ≈ 5 MB). */
+export const MAX_SNAPSHOT_BYTES = 1024 * 1024 * 1024;
+
 /** One file per (group, log identity) in `dir` (created when missing). */
 export class FileSnapshotStore implements SnapshotStore {
   constructor(readonly dir: string) {}
@@ -106,6 +109,9 @@ export class FileSnapshotStore implements SnapshotStore {
   async load(group: string, logId: string, partitions: number): Promise<SnapshotLoad> {
     let bytes: Buffer;
     try {
+      const size = (await stat(this.fileOf(group, logId))).size;
+      // A cache file of ours, still bounded: a runaway or planted file must not exhaust the heap.
+      if (size > MAX_SNAPSHOT_BYTES) return { found: false, rejected: new SnapshotRejected('snapshot_corrupt', `${this.fileOf(group, logId)} holds ${size} bytes, more than a snapshot may (${MAX_SNAPSHOT_BYTES})`) };
       bytes = await readFile(this.fileOf(group, logId));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { found: false };
