@@ -106,8 +106,11 @@ describe('FileEventLog', () => {
     expect(log.stats.inlineWrites).toBe(2);
     await Promise.all([log.append([rec('a', '3')]), log.append([rec('b', '4')])]);
     expect(log.stats).toMatchObject({ inlineWrites: 2, flushCycles: 3, records: 4 });
+    // A lone append larger than 64 KiB goes to the pool too.
+    await log.append([rec('a', 'x'.repeat(70_000))]);
+    expect(log.stats.inlineWrites).toBe(2);
     const c = await log.consumer('r');
-    expect((await drain(c, 4)).map((r) => new TextDecoder().decode(r.value))).toEqual(['1', '2', '3', '4']);
+    expect((await drain(c, 5)).slice(0, 4).map((r) => new TextDecoder().decode(r.value))).toEqual(['1', '2', '3', '4']);
 
     // Every inline write counts as slow (0 ms): the next lone append goes to the pool.
     const slow = await reopen(log, { dir, inlineSlowMs: 0 });
@@ -117,7 +120,7 @@ describe('FileEventLog', () => {
     const off = await reopen(slow, { dir, inlineWrites: false });
     await off.append([rec('a', '7')]);
     expect(off.stats.inlineWrites).toBe(0);
-    expect(await off.endOffsets()).toEqual([7]);
+    expect(await off.endOffsets()).toEqual([8]);
   });
 
   it("does not fdatasync in durability 'none' (benchmarks only)", async () => {
