@@ -32,6 +32,8 @@ export interface FastRow {
 type Reader = (buf: Buffer, hash: Uint8Array) => FastRow | undefined;
 
 /** Types whose row needs more than the envelope and the payload's JSON (see above). */
+/** Largest long the generated readers accept (2^53 − 2, inside the exactly representable range). */
+const LONG_LIMIT = 2 ** 53 - 2;
 const CODEC_ONLY: ReadonlySet<string> = new Set(['data.masked', 'integrity.checkpoint']);
 /** Types whose card-data flag is payload.masking.cardDataPresent (rows.ts, cardDataPresent). */
 const MASKING_FLAG: ReadonlySet<string> = new Set(['gateway.request.received', 'gateway.response.completed', 'db.query.executed']);
@@ -86,7 +88,7 @@ function generate(type: EventType, versions: readonly number[], avroType: AvroTy
         emit(`const ${v} = rl();`);
         return;
       case 'long':
-        emit(`const ${v} = rl(); if (!(${v} >= -9007199254740990 && ${v} <= 9007199254740990)) ${fail}`);
+        emit(`const ${v} = rl(); if (!(${v} >= -${LONG_LIMIT} && ${v} <= ${LONG_LIMIT})) ${fail}`);
         return;
       case 'boolean':
         emit(`const ${v} = !!buf[p++];`);
@@ -140,7 +142,7 @@ function generate(type: EventType, versions: readonly number[], avroType: AvroTy
         emit('num(rl());');
         return;
       case 'long':
-        emit(`{ const x = rl(); if (!(x >= -9007199254740990 && x <= 9007199254740990)) ${fail} num(x); }`);
+        emit(`{ const x = rl(); if (!(x >= -${LONG_LIMIT} && x <= ${LONG_LIMIT})) ${fail} num(x); }`);
         return;
       case 'float':
         emit(`{ if (p + 4 > end) ${fail} const x = buf.readFloatLE(p); p += 4; raw(JSON.stringify(x)); }`);
