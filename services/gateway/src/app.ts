@@ -113,6 +113,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    // No child logger per request (a pino child costs µs on every exchange): our log lines carry
+    // the request id themselves.
+    childLoggerFactory: (parent) => parent,
     bodyLimit: config.limits.maxBodyBytes,
     trustProxy: config.server.trustProxy,
     return503OnClosing: true,
@@ -481,9 +484,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   const callUpstream = async (request: FastifyRequest, reply: FastifyReply, method: 'GET' | 'POST', path: string, body?: string) => {
     const ctx = request.attest;
     const abort = new AbortController();
-    // A caller that goes away cancels the upstream call (and the tokens it would spend).
-    const onClose = () => {
-      if (!reply.raw.writableFinished) abort.abort(new Error('client disconnected'));
+    // A caller that goes away cancels the upstream call (and the tokens it would spend). An object
+    // method rather than a named closure: see readLimited.
+    const { onClose } = {
+      onClose() {
+        if (!reply.raw.writableFinished) abort.abort(new Error('client disconnected'));
+      },
     };
     reply.raw.on('close', onClose);
     // One controller for both causes: AbortSignal.any/timeout cost more per request than a timer.
@@ -986,36 +992,41 @@ function readLimited(body: NodeJS.ReadableStream & { destroy(err?: Error): void;
       reject(body.errored ?? Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
       return;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let settled = false;
-    const fail = (err: Error) => {
-      if (settled) return;
-      settled = true;
-      body.off('data', onData);
-      reject(err);
+    // Listeners as object methods, not named local closures: this runs per exchange, and tsx
+    // (esbuild keepNames) names every named local closure with an Object.defineProperty call.
+    const st = {
+      chunks: [] as Buffer[],
+      size: 0,
+      settled: false,
+      fail(err: Error) {
+        if (st.settled) return;
+        st.settled = true;
+        body.off('data', st.onData);
+        reject(err);
+      },
+      onData(chunk: Buffer | Uint8Array | string) {
+        const b = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+        st.size += b.length;
+        if (st.size > limit) {
+          const err = new Error(`upstream response larger than ${limit} bytes`);
+          st.fail(err);
+          body.destroy(err);
+          return;
+        }
+        st.chunks.push(b);
+      },
     };
-    const onData = (chunk: Buffer | Uint8Array | string) => {
-      const b = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
-      size += b.length;
-      if (size > limit) {
-        const err = new Error(`upstream response larger than ${limit} bytes`);
-        fail(err);
-        body.destroy(err);
-        return;
-      }
-      chunks.push(b);
-    };
-    body.on('data', onData);
-    body.once('error', (err: Error) => fail(err));
+    body.on('data', st.onData);
+    body.once('error', (err: Error) => st.fail(err));
     body.once('end', () => {
-      if (settled) return;
-      settled = true;
+      if (st.settled) return;
+      st.settled = true;
+      const { chunks, size } = st;
       resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8'));
     });
     // 'close' follows 'end' on every body: build the error only for a body that closed early.
     body.once('close', () => {
-      if (!settled) fail(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+      if (!st.settled) st.fail(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
     });
   });
 }

@@ -490,13 +490,17 @@ export class FileEventLog implements EventLog {
   private scheduleFlush(): void {
     if (this.flushing || this.flushScheduled) return;
     this.flushScheduled = true;
-    const go = (): void => {
-      this.flushScheduled = false;
-      void this.flushLoop();
-    };
     // setImmediate gathers every append issued in the current tick into the first cycle.
-    if (this.opts.windowMs > 0) setTimeout(go, this.opts.windowMs);
-    else setImmediate(go);
+    // A method passed with its receiver, not a local closure: this runs per append, and tsx
+    // (esbuild keepNames) names every local closure with an Object.defineProperty call.
+    if (this.opts.windowMs > 0) setTimeout(runScheduledFlush, this.opts.windowMs, this);
+    else setImmediate(runScheduledFlush, this);
+  }
+
+  /** @internal Entry point of a scheduled flush (see scheduleFlush). */
+  startScheduledFlush(): void {
+    this.flushScheduled = false;
+    void this.flushLoop();
   }
 
   private async flushLoop(): Promise<void> {
@@ -1079,4 +1083,8 @@ async function loadGroups(dir: string, partitionCount: number): Promise<Map<stri
     groups.set(g.group, offsets);
   }
   return groups;
+}
+
+function runScheduledFlush(log: FileEventLog): void {
+  log.startScheduledFlush();
 }
