@@ -53,7 +53,48 @@ export interface GatewayDeps {
   holder?: () => { gatewayId: string; instanceId: string };
   /** Key material for approval request digests of bodies that may hold raw card data. */
   digestKey?: Uint8Array;
+  /**
+   * Exchanges whose handlers are still running. Whoever closes the evidence after the server waits
+   * on it (`settled`), so an exchange cut at the end of the shutdown grace still records its
+   * completion. Default: a tracker of the gateway's own.
+   */
+  exchanges?: InFlightExchanges;
   now?: () => number;
+}
+
+/**
+ * Handlers of model and model-list exchanges that have not finished yet. An exchange outlives its
+ * connection: a caller that goes away (or a shutdown that cuts it) still gets its
+ * gateway.response.completed recorded after the socket is gone, and the server's 'close' does not
+ * wait for that.
+ */
+export class InFlightExchanges {
+  readonly #running = new Set<Promise<unknown>>();
+
+  get size(): number {
+    return this.#running.size;
+  }
+
+  track<T>(handler: Promise<T>): Promise<T> {
+    this.#running.add(handler);
+    const done = () => this.#running.delete(handler);
+    handler.then(done, done);
+    return handler;
+  }
+
+  /** Resolves true once every exchange running now has finished, false if `timeoutMs` passes first. */
+  async settled(timeoutMs: number): Promise<boolean> {
+    if (this.#running.size === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs, false);
+    });
+    try {
+      return await Promise.race([Promise.allSettled([...this.#running]).then(() => true as const), timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 }
 
 declare module 'fastify' {
@@ -88,6 +129,11 @@ const FORWARD_EXACT = new Set(['content-type', 'accept', 'user-agent']);
 const RETURN_RESPONSE_HEADERS = /^(anthropic-|x-should-retry$|retry-after$|request-id$)/;
 
 const MAX_UPSTREAM_BODY_BYTES = 64 * 1024 * 1024;
+/**
+ * How long closing waits for exchanges still recording after their connection is gone (a cut
+ * stream's completion is one durable append away); a handler stuck longer is not waited for.
+ */
+export const EXCHANGE_SETTLE_MS = 10_000;
 /** How long past an approval's expiry a held request still waits for the processor's word. */
 const HOLD_GRACE_MS = 2000;
 
@@ -98,6 +144,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   const { config, verifier, logger } = deps;
   const now = deps.now ?? (() => performance.now());
   const metrics = deps.metrics ?? createGatewayMetrics();
+  const exchanges = deps.exchanges ?? new InFlightExchanges();
   const format = config.masking.format;
   const upstreamUrl = new URL(config.upstream.anthropic.baseUrl);
   const upstreamBasePath = upstreamUrl.pathname.replace(/\/$/, '');
@@ -443,7 +490,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     try {
       await recorder.completed(facts(request), { ...r, latencyUs: (now() - request.attest.startedAt) * 1000 });
       return true;
-    } catch {
+    } catch (err) {
+      request.log.error({ requestId: request.attest.id, code: (err as { code?: string }).code, what: 'response.completed' }, 'evidence not recorded');
       return false;
     }
   };
@@ -890,7 +938,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     };
   };
 
-  const modelCall = (route: 'messages' | 'count_tokens', path: string) => async (request: FastifyRequest, reply: FastifyReply) => {
+  const modelCall = (route: 'messages' | 'count_tokens', path: string) => (request: FastifyRequest, reply: FastifyReply) => exchanges.track(runModelCall(route, path, request, reply));
+  const runModelCall = async (route: 'messages' | 'count_tokens', path: string, request: FastifyRequest, reply: FastifyReply) => {
     const admitted = await admitModelCall(request, reply, route);
     if (!admitted) return reply;
     const release = route === 'messages' ? await approvalStep(request, reply, route, admitted) : undefined;
@@ -902,27 +951,36 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   app.post('/v1/messages', modelCall('messages', '/v1/messages'));
   app.post('/v1/messages/count_tokens', modelCall('count_tokens', '/v1/messages/count_tokens'));
 
-  app.get('/v1/models', async (request, reply) => {
-    if (!(await authenticate(request, reply, 'models'))) return reply;
-    if (!(await recordAdmission(request, reply, { text: '', hits: [], action: 'allow', ruleIds: ['policy.routes'] }))) return reply;
-    return callUpstream(request, reply, 'GET', '/v1/models');
-  });
+  app.get('/v1/models', (request, reply) =>
+    exchanges.track(
+      (async () => {
+        if (!(await authenticate(request, reply, 'models'))) return reply;
+        if (!(await recordAdmission(request, reply, { text: '', hits: [], action: 'allow', ruleIds: ['policy.routes'] }))) return reply;
+        return callUpstream(request, reply, 'GET', '/v1/models');
+      })(),
+    ),
+  );
 
-  app.get<{ Params: { id: string } }>('/v1/models/:id', async (request, reply) => {
-    if (!(await authenticate(request, reply, 'models'))) return reply;
-    const id = request.params.id;
-    if (!request.attest.grant!.entries.some(([, g]) => g.models.some((p) => modelMatches(p, id)))) {
-      return send(request, reply, gatewayError(404, 'not_found_error', 'model_not_allowed', `model ${id} is not available to your groups`));
-    }
-    if (!(await recordAdmission(request, reply, { text: '', hits: [], action: 'allow', ruleIds: ['policy.routes'] }))) return reply;
-    return callUpstream(request, reply, 'GET', `/v1/models/${encodeURIComponent(id)}`);
-  });
+  app.get<{ Params: { id: string } }>('/v1/models/:id', (request, reply) =>
+    exchanges.track(
+      (async () => {
+        if (!(await authenticate(request, reply, 'models'))) return reply;
+        const id = request.params.id;
+        if (!request.attest.grant!.entries.some(([, g]) => g.models.some((p) => modelMatches(p, id)))) {
+          return send(request, reply, gatewayError(404, 'not_found_error', 'model_not_allowed', `model ${id} is not available to your groups`));
+        }
+        if (!(await recordAdmission(request, reply, { text: '', hits: [], action: 'allow', ruleIds: ['policy.routes'] }))) return reply;
+        return callUpstream(request, reply, 'GET', `/v1/models/${encodeURIComponent(id)}`);
+      })(),
+    ),
+  );
 
   app.addHook('preClose', async () => {
     closing = true;
     for (const h of holds) h.abort('gateway_shutdown');
   });
   app.addHook('onClose', async () => {
+    await exchanges.settled(EXCHANGE_SETTLE_MS);
     await upstream.close();
   });
 

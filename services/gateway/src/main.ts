@@ -5,7 +5,7 @@ import { createTokenVerifier, DevIssuer, type IssuerOptions, type TokenVerifier 
 import type { EventLog } from '../../common/src/log';
 import { readSecret } from '../../common/src/secrets';
 import { openEvidence } from '../../common/src/evidence/producer';
-import { buildGateway } from './app';
+import { buildGateway, EXCHANGE_SETTLE_MS, InFlightExchanges } from './app';
 import { GatewayRecorder } from './evidence';
 import { createHash, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -101,7 +101,9 @@ export async function startGateway(
   }
   const policyVersion = createHash('sha256').update(loaded.text).digest('hex').slice(0, 12);
   const recorder = new GatewayRecorder(evidence.emitter, evidence.panKey, { id: loaded.file, version: policyVersion }, new URL(config.upstream.anthropic.baseUrl).host);
+  const exchanges = new InFlightExchanges();
   const app = await buildGateway({
+    exchanges,
     config,
     verifier,
     upstreamApiKey,
@@ -114,8 +116,13 @@ export async function startGateway(
     digestKey: Buffer.from(evidence.panKey.hash('attest.approval.request-digest.v1'), 'base64url'),
     metrics: createGatewayMetrics({ defaultMetrics: true }),
   });
-  // The evidence closes after the last in-flight exchange has been recorded.
+  // The evidence closes after the last in-flight exchange has been recorded, including exchanges
+  // whose connection the shutdown grace cut (onClose hooks run last-registered first, so this one
+  // runs before the gateway's own and waits here).
   app.addHook('onClose', async () => {
+    if (!(await exchanges.settled(EXCHANGE_SETTLE_MS))) {
+      logger.error({ running: exchanges.size }, `exchanges still running ${EXCHANGE_SETTLE_MS} ms after the server closed: closing the evidence without their completion`);
+    }
     await subscriber.stop();
     if (!opts.control) await controlLog.close();
     await evidence.close('shutdown');
