@@ -112,7 +112,7 @@ describe('FileEventLog', () => {
     const c = await log.consumer('r');
     expect((await drain(c, 5)).slice(0, 4).map((r) => new TextDecoder().decode(r.value))).toEqual(['1', '2', '3', '4']);
 
-    // Every inline write counts as slow (0 ms): the next lone append goes to the pool.
+    // Every inline write is slow against a 0 ms bound: the next lone append goes to the pool.
     const slow = await reopen(log, { dir, inlineSlowMs: 0 });
     await slow.append([rec('a', '5')]);
     await slow.append([rec('a', '6')]);

@@ -102,17 +102,30 @@ export interface FileLogOptions {
    * With O_DSYNC writes: a flush cycle that holds a single append call of at most 64 KiB (nobody
    * else is waiting) writes on the calling thread instead of libuv's thread pool. Default true. At low concurrency
    * the hand-off to a pool thread and back costs about as much CPU as the write itself (single
-   * 3 KB appends here: 91 → 60 µs CPU, p50 140 → 120 µs). A write slower than `inlineSlowMs` (a
-   * stalling disk; ordinary writes take 0.1–0.5 ms, the odd one a few ms) sends every write back
-   * to the pool for INLINE_BACKOFF_MS, so a stall freezes the event loop once, not for its length.
+   * 3 KB appends here: 91 → 60 µs CPU, p50 140 → 120 µs). When inline writes turn slow (see
+   * `inlineVerdict`: a moving average above `inlineSlowMs`, or one write ten times that), every
+   * write goes back to the pool for INLINE_BACKOFF_MS, so a slow disk freezes the event loop
+   * briefly, not for as long as it stays slow. A lone outlier (ordinary writes take 0.1–0.5 ms,
+   * one in thousands 10–30 ms on a virtual disk) does not send writes to the pool.
    */
   readonly inlineWrites?: boolean;
   /** See `inlineWrites`. Default 20 ms. */
   readonly inlineSlowMs?: number;
 }
 
-/** How long writes stay on the thread pool after a slow inline write. */
+/** How long writes stay on the thread pool once inline writes have turned slow. */
 const INLINE_BACKOFF_MS = 10_000;
+
+/**
+ * The inline-write policy, after one inline write of `ms`: the new moving average (weight 1/4) and
+ * whether to go back to the pool. A single write of ten times `slowMs` (a stall) backs off at once;
+ * otherwise only a slow average does, so one outlier among fast writes keeps writes inline. After a
+ * back-off the average restarts at `slowMs`: the first write after it decides again.
+ */
+export function inlineVerdict(avgMs: number, ms: number, slowMs: number): { avgMs: number; backOff: boolean } {
+  const avg = avgMs + (ms - avgMs) / 4;
+  return avg > slowMs || ms > slowMs * 10 ? { avgMs: slowMs, backOff: true } : { avgMs: avg, backOff: false };
+}
 /** Larger appends (a spool drain, a big batch) always go to the pool: the event loop is not held for them. */
 const INLINE_MAX_BYTES = 64 * 1024;
 
@@ -220,8 +233,10 @@ export class FileEventLog implements EventLog {
     lastPreallocError: undefined,
     inlineWrites: 0,
   };
-  /** Until then (performance.now() ms), every write goes to the thread pool: an inline one was slow. */
+  /** Until then (performance.now() ms), every write goes to the thread pool: inline ones turned slow. */
   private inlineBackoffUntil = 0;
+  /** Moving average of inline write times, ms (see inlineVerdict). */
+  private inlineAvgMs = 0;
 
   private readonly queue: PendingAppend[] = [];
   private flushing = false;
@@ -587,7 +602,10 @@ export class FileEventLog implements EventLog {
         const t0 = performance.now();
         writeAllSync(part.fh.fd, buffers, pos);
         this.stats.inlineWrites++;
-        if (performance.now() - t0 > this.opts.inlineSlowMs) this.inlineBackoffUntil = performance.now() + INLINE_BACKOFF_MS;
+        const t1 = performance.now();
+        const v = inlineVerdict(this.inlineAvgMs, t1 - t0, this.opts.inlineSlowMs);
+        this.inlineAvgMs = v.avgMs;
+        if (v.backOff) this.inlineBackoffUntil = t1 + INLINE_BACKOFF_MS;
       } else {
         await writeAll(part.fh, buffers, pos);
       }
