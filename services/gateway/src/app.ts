@@ -16,7 +16,7 @@ import type { ApprovalResolution, ControlState } from '../../common/src/control'
 import { APPROVAL_ID_HEADER, MAX_EXCERPT_CHARS, approvalAnswer, toEvidence, type ApprovalEvidence } from '../../common/src/approvals';
 import { actorFromPrincipal } from '../../common/src/evidence/actor';
 import { ApprovalGate, promptTextOf, type OpenedApproval } from './approval-gate';
-import { sha256, type AdmittedFacts, type BlockStage, type ExchangeFacts, type GatewayRecorder, type Release, type ResponseFacts } from './evidence';
+import { panSafe, sha256, type AdmittedFacts, type BlockStage, type ExchangeFacts, type GatewayRecorder, type Release, type ResponseFacts } from './evidence';
 
 /**
  * The Claude API gateway: authenticate the caller (OIDC JWT), apply the group policy, mask card
@@ -323,7 +323,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     const decision = decideRoute(ctx.grant, route);
     if (!decision.allow) {
       metrics.policyDenials.inc({ rule: decision.rule });
-      await refuse(request, reply, gatewayError(403, 'permission_error', `policy_${decision.rule}`, decision.reason), { stage: 'authorization', ruleId: `policy.${decision.rule}`, direction: 'request', hits: [] });
+      await refuse(request, reply, gatewayError(403, 'permission_error', `policy_${decision.rule}`, panSafe(decision.reason)), { stage: 'authorization', ruleId: `policy.${decision.rule}`, direction: 'request', hits: [] });
       return false;
     }
     return true;
@@ -419,7 +419,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       send(request, reply, gatewayError(400, 'invalid_request_error', 'model_missing', 'model: field required'));
       return undefined;
     }
-    ctx.model = b.model;
+    // Kept for evidence and the process log, so never a card number (the body forwards b.model as sent).
+    ctx.model = panSafe(b.model);
     ctx.stream = route === 'messages' && b.stream === true;
     const decision = decideModelCall(ctx.grant!, {
       model: b.model,
@@ -428,7 +429,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     });
     if (!decision.allow) {
       metrics.policyDenials.inc({ rule: decision.rule });
-      await refuse(request, reply, gatewayError(403, 'permission_error', `policy_${decision.rule}`, decision.reason), { stage: 'policy', ruleId: `policy.${decision.rule}`, direction: 'request', hits: [] });
+      await refuse(request, reply, gatewayError(403, 'permission_error', `policy_${decision.rule}`, panSafe(decision.reason)), { stage: 'policy', ruleId: `policy.${decision.rule}`, direction: 'request', hits: [] });
       return undefined;
     }
     const action = ctx.grant!.masking.request;
@@ -540,6 +541,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       },
     };
     reply.raw.on('close', onClose);
+    // A caller that went away before this point (during authentication or the admission append):
+    // its 'close' has fired already, so the upstream is never called and the exchange is recorded
+    // as aborted by the caller.
+    if (callerGone(request)) abort.abort(new Error('client disconnected'));
     // One controller for both causes: AbortSignal.any/timeout cost more per request than a timer.
     const timer = setTimeout(() => abort.abort(Object.assign(new Error('upstream timeout'), { name: 'TimeoutError' })), config.limits.upstreamTimeoutMs);
     reply.raw.once('close', () => clearTimeout(timer));
@@ -644,7 +649,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   /** An upstream call that failed or was abandoned by the caller: answered (if anyone listens) and recorded. */
   const failedUpstream = async (request: FastifyRequest, reply: FastifyReply, abort: AbortController, err: unknown) => {
     const ctx = request.attest;
-    const clientGone = abort.signal.aborted && reply.raw.destroyed;
+    const clientGone = abort.signal.aborted && (reply.raw.destroyed || callerGone(request));
     const failure = clientGone ? undefined : upstreamFailure(abort.signal.aborted ? abort.signal.reason : err, metrics);
     if (clientGone) ctx.outcome = 'client_aborted';
     await recordBestEffort(request, 'response.completed', (rec) =>
@@ -861,6 +866,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       if (!reply.raw.writableFinished) ac.abort('caller_disconnected');
     };
     reply.raw.on('close', onClose);
+    // The caller may have gone (or shutdown begun) while the hold was being recorded: 'close' and
+    // preClose have then fired already and would never reach this hold.
+    if (callerGone(request)) ac.abort('caller_disconnected');
+    else if (closing) ac.abort('gateway_shutdown');
     let keepAlive: NodeJS.Timeout | undefined;
     if (ctx.stream) {
       // Streaming callers get the SSE response at once, with comments to keep proxies from
@@ -1004,7 +1013,8 @@ const MAX_KEPT_CHARS = 256 * 1024;
 function sessionIdFor(request: FastifyRequest, token: string | undefined): string {
   for (const h of ['x-claude-code-session-id', 'x-attest-session-id']) {
     const v = request.headers[h];
-    if (typeof v === 'string' && /^[\w.:-]{1,128}$/.test(v)) return v;
+    // The session id keys the event log's records and is logged: never a card number.
+    if (typeof v === 'string' && /^[\w.:-]{1,128}$/.test(v)) return panSafe(v);
   }
   return token ? `token:${oneShotHash('sha256', token, 'hex').slice(0, 32)}` : `anonymous:${request.ip}`;
 }
@@ -1089,7 +1099,14 @@ function readLimited(body: NodeJS.ReadableStream & { destroy(err?: Error): void;
   });
 }
 
-function waitDrain(out: NodeJS.WritableStream & { destroyed?: boolean }): Promise<void> {
+/** The caller's connection is gone (a closed keep-alive connection, a reset, an abort). */
+function callerGone(request: FastifyRequest): boolean {
+  return request.raw.socket?.destroyed === true;
+}
+
+function waitDrain(out: NodeJS.WritableStream & { destroyed?: boolean; writableEnded?: boolean }): Promise<void> {
+  // A destroyed or ended stream emits no more 'drain' or 'close': waiting would never end.
+  if (out.destroyed || out.writableEnded) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       out.off('drain', done);

@@ -6,6 +6,7 @@ import { systemActor, type EvidenceEmitter } from '../../common/src/evidence/emi
 import type { ApprovalEvidence } from '../../common/src/approvals';
 import { containsPan, type Actor, type Correlation, type EventType, type MaskHit, type MaskingSummary, type Source, type Target, type UnchainedEvent } from '../../common/src/events';
 import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
+import { maskPans } from '../../common/src/masking';
 import type { MaskingAction } from '../../common/src/config';
 import type { LocatedHit } from './mask-json';
 
@@ -103,6 +104,19 @@ export function requestContent(req: Pick<AdmittedFacts, 'hits' | 'action' | 'for
 }
 
 
+/**
+ * A caller-controlled string (user agent, path, session header, model id, policy reason, approval
+ * id, upstream request id) made safe for evidence and logs: a card number in it is masked to its
+ * last four. Without this, one such string makes the encoder's PAN guard refuse the whole batch, so
+ * the exchange (or a failed login) would go unrecorded, chosen by the caller. Short, digit-poor
+ * strings (nearly all) cost one prefilter pass.
+ */
+export function panSafe(s: string): string {
+  return containsPan(s) ? maskPans(s, 'last4').text : s;
+}
+
+const panSafeOrNull = (s: string | null | undefined): string | null => (s === null || s === undefined ? null : panSafe(s));
+
 export class GatewayRecorder {
   constructor(
     private readonly emitter: EvidenceEmitter,
@@ -181,9 +195,9 @@ export class GatewayRecorder {
         actor: p.actor,
         source: p.source,
         target: p.target,
-        outcome: { result: 'failure', status: r.status, reason: r.reason },
+        outcome: { result: 'failure', status: r.status, reason: panSafe(r.reason) },
         correlation: p.correlation,
-        payload: { ruleId: r.ruleId, direction: r.direction, stage: r.stage, approvalId: r.approvalId ?? null },
+        payload: { ruleId: r.ruleId, direction: r.direction, stage: r.stage, approvalId: panSafeOrNull(r.approvalId) },
       }),
     );
     await this.emitter.emit(events, f.sessionId);
@@ -245,11 +259,14 @@ export class GatewayRecorder {
       target: p.target,
       outcome: { result, status, reason: null },
       correlation: p.correlation,
-      payload: { method: f.method, route: f.route, model: f.model ?? null, stream: f.stream, contentType: req.contentType, bodyBytes: req.bodyBytes, bodyDigest: req.bodyDigest, masking: summary('request', req.hits, req.action), content },
+      payload: { method: f.method, route: f.route, model: p.target.model, stream: f.stream, contentType: panSafeOrNull(req.contentType), bodyBytes: req.bodyBytes, bodyDigest: req.bodyDigest, masking: summary('request', req.hits, req.action), content },
     });
   }
 
-  private decided(p: SharedParts, decision: 'allow' | 'deny' | 'mask' | 'hold', ruleIds: string[], reason: string | null, approvalId: string | null = null) {
+  private decided(p: SharedParts, decision: 'allow' | 'deny' | 'mask' | 'hold', ruleIds: string[], rawReason: string | null, rawApprovalId: string | null = null) {
+    // Reasons quote the request (e.g. its max_tokens) and approval ids come from a header.
+    const reason = panSafeOrNull(rawReason);
+    const approvalId = panSafeOrNull(rawApprovalId);
     return this.emitter.build('policy.decided', {
       actor: p.actor,
       source: p.source,
@@ -317,10 +334,11 @@ interface SharedParts {
 }
 
 function envelope(f: ExchangeFacts): SharedParts {
+  // Every string the caller (or the upstream) chose goes through panSafe; the request id is ours.
   return {
     actor: actorFromPrincipal(f.principal),
-    source: { address: f.sourceAddress, userAgent: f.userAgent },
-    target: { protocol: 'http', service: 'anthropic', resource: f.path, model: f.model ?? null },
-    correlation: { sessionId: f.sessionId, requestId: f.requestId, upstreamRequestId: f.upstreamRequestId ?? null },
+    source: { address: f.sourceAddress, userAgent: panSafeOrNull(f.userAgent) },
+    target: { protocol: 'http', service: 'anthropic', resource: panSafe(f.path), model: panSafeOrNull(f.model) },
+    correlation: { sessionId: panSafe(f.sessionId), requestId: f.requestId, upstreamRequestId: panSafeOrNull(f.upstreamRequestId) },
   };
 }

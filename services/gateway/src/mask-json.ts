@@ -50,7 +50,12 @@ interface Walk {
 
 function pathString(path: Array<string | number>): string {
   let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${p}` : p;
+  for (const p of path) {
+    // A key that holds a card number (kept as is when the action is allow or block) is named
+    // `{key}`: locations go into evidence, which never holds a PAN. Only run when a hit is found.
+    const seg = typeof p === 'string' && p.length >= MIN_PAN_KEY_CHARS && DIGIT.test(p) && findPans(p).length > 0 ? '{key}' : p;
+    out += typeof seg === 'number' ? `[${seg}]` : out ? `.${seg}` : seg;
+  }
   return out;
 }
 
