@@ -302,7 +302,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     } catch (err) {
       const reason = err instanceof AuthError ? err.code : 'token_malformed';
       metrics.authFailures.inc({ reason });
-      await recordBestEffort(request, 'auth.failed', (rec) => rec.authFailed(facts(request), reason));
+      const status = err instanceof AuthError && err.retriable ? 503 : 401;
+      await recordBestEffort(request, 'auth.failed', (rec) => rec.authFailed(facts(request), reason, status));
       if (err instanceof AuthError && err.retriable) {
         send(request, reply, gatewayError(503, 'api_error', `auth_${reason}`, 'the identity provider could not be reached to check your token; retry shortly'));
       } else {
@@ -411,12 +412,13 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     const ctx = request.attest;
     const body = request.body;
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-      send(request, reply, gatewayError(400, 'invalid_request_error', 'invalid_body', 'the request body must be a JSON object'));
+      // Refused after authentication: evidence like any other refusal (who tried what), not silence.
+      await refuse(request, reply, gatewayError(400, 'invalid_request_error', 'invalid_body', 'the request body must be a JSON object'), { stage: 'policy', ruleId: 'request.invalid_body', direction: 'request', hits: [] });
       return undefined;
     }
     const b = body as Record<string, unknown>;
     if (typeof b.model !== 'string' || b.model.length === 0) {
-      send(request, reply, gatewayError(400, 'invalid_request_error', 'model_missing', 'model: field required'));
+      await refuse(request, reply, gatewayError(400, 'invalid_request_error', 'model_missing', 'model: field required'), { stage: 'policy', ruleId: 'request.model_missing', direction: 'request', hits: [] });
       return undefined;
     }
     // Kept for evidence and the process log, so never a card number (the body forwards b.model as sent).
@@ -448,8 +450,16 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     try {
       await recorder.admitted(facts(request), admittedFacts(request, a), release);
       return true;
-    } catch {
-      send(request, reply, evidenceUnavailable);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      request.log.error({ requestId: request.attest.id, code, what: 'admission' }, 'evidence not recorded');
+      // An exchange whose evidence can never fit (e.g. thousands of card numbers, each a masking
+      // hit) is refused for good, not with a "retry shortly" that would fail the same way.
+      if (code === 'evidence_event_too_large') {
+        send(request, reply, gatewayError(413, 'request_too_large', 'evidence_too_large', 'the evidence of this request would exceed the evidence log\'s event size limit (too many card numbers or too much content in one request); send a smaller request'));
+      } else {
+        send(request, reply, evidenceUnavailable);
+      }
       return false;
     }
   };
@@ -743,7 +753,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       }
       if (!blocked) await write(masker.end());
     } catch (err) {
-      if (abort.signal.aborted && !blocked) {
+      if (abort.signal.aborted && !blocked && (abort.signal.reason as Error | undefined)?.name === 'TimeoutError') {
+        // The gateway's own upstream timeout, not the caller: the caller is told, and the evidence says so.
+        ctx.outcome = 'upstream_timeout';
+        metrics.upstreamErrors.inc({ kind: 'timeout' });
+        if (!out.destroyed) out.write(errorEvent({ type: 'api_error', code: 'upstream_timeout', message: `the upstream did not finish within ${config.limits.upstreamTimeoutMs} ms` }));
+      } else if (abort.signal.aborted && !blocked) {
         ctx.outcome = 'client_aborted';
       } else if (!blocked) {
         // The held tail is dropped, not flushed: it may be the start of a card number.
@@ -770,6 +785,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
         action,
         usage: s.sawUsage ? { inputTokens: s.inputTokens, outputTokens: s.outputTokens, cacheReadInputTokens: s.cacheRead, cacheCreationInputTokens: s.cacheCreation } : null,
         ttfbUs,
+        // The stream began with 200, but it did not end as the model's answer.
+        failure: ctx.outcome === 'upstream_timeout' || ctx.outcome === 'upstream_stream_failed' ? ctx.outcome : null,
       };
       const recorded = blocked
         ? (await refuseStreamed(request, blocked), true)
@@ -976,7 +993,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
         if (!(await authenticate(request, reply, 'models'))) return reply;
         const id = request.params.id;
         if (!request.attest.grant!.entries.some(([, g]) => g.models.some((p) => modelMatches(p, id)))) {
-          return send(request, reply, gatewayError(404, 'not_found_error', 'model_not_allowed', `model ${id} is not available to your groups`));
+          return refuse(request, reply, gatewayError(404, 'not_found_error', 'model_not_allowed', `model ${panSafe(id)} is not available to your groups`), { stage: 'authorization', ruleId: 'policy.models', direction: 'request', hits: [] });
         }
         if (!(await recordAdmission(request, reply, { text: '', hits: [], action: 'allow', ruleIds: ['policy.routes'] }))) return reply;
         return callUpstream(request, reply, 'GET', `/v1/models/${encodeURIComponent(id)}`);
@@ -989,7 +1006,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     for (const h of holds) h.abort('gateway_shutdown');
   });
   app.addHook('onClose', async () => {
-    await exchanges.settled(EXCHANGE_SETTLE_MS);
+    // A tracker passed in belongs to whoever closes the evidence, and it waits (main.ts); waiting
+    // here again would only double a timed-out wait.
+    if (deps.exchanges === undefined) await exchanges.settled(EXCHANGE_SETTLE_MS);
     await upstream.close();
   });
 

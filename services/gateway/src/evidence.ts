@@ -76,6 +76,8 @@ export interface ResponseFacts {
   usage: { inputTokens: number; outputTokens: number; cacheReadInputTokens: number | null; cacheCreationInputTokens: number | null } | null;
   latencyUs: number;
   ttfbUs: number | null;
+  /** Why an exchange that began successfully (a stream already under way) did not complete, e.g. upstream_timeout. */
+  failure?: string | null;
 }
 
 /**
@@ -130,13 +132,14 @@ export class GatewayRecorder {
     return this.panKey.hash;
   }
 
-  async authFailed(f: ExchangeFacts, reason: AuthFailureReason): Promise<void> {
+  /** `status` is what the caller got: 401, or 503 when the identity provider could not be reached. */
+  async authFailed(f: ExchangeFacts, reason: AuthFailureReason, status: 401 | 503 = 401): Promise<void> {
     const p = envelope(f);
     const e = this.emitter.build('auth.failed', {
       actor: actorFromPrincipal(undefined),
       source: p.source,
       target: p.target,
-      outcome: { result: 'failure', status: 401, reason },
+      outcome: { result: 'failure', status, reason },
       correlation: p.correlation,
       payload: { method: 'oidc_jwt', reasonCode: AUTH_REASON_CODE[reason], claimsVerified: false, amr: [], acr: null, tokenId: null },
     });
@@ -211,7 +214,7 @@ export class GatewayRecorder {
         actor: p.actor,
         source: p.source,
         target: p.target,
-        outcome: { result: r.status < 400 && !r.aborted ? 'success' : 'failure', status: r.status, reason: r.aborted ? 'client_aborted' : null },
+        outcome: { result: r.status < 400 && !r.aborted && !r.failure ? 'success' : 'failure', status: r.status, reason: r.aborted ? 'client_aborted' : (r.failure ?? null) },
         correlation: p.correlation,
         payload: {
           upstreamStatus: r.status,

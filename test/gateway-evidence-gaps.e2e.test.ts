@@ -17,7 +17,7 @@ import { GatewayRecorder } from '../services/gateway/src/evidence';
 import { startAnthropicStandin, type AnthropicStandin } from './harness/anthropic-standin';
 
 /**
- * Two ways a caller once kept its own exchange out of the evidence.
+ * Ways an exchange once escaped the evidence, or was recorded wrongly (found in review).
  *
  * A caller that goes away while the gateway is still authenticating or recording the admission:
  * its connection's 'close' has fired before the upstream call is made. The upstream must not be
@@ -31,6 +31,8 @@ const VISA = '4111111111111111';
 /** The gateway's process log, as written (info level). */
 let processLog = '';
 const ADMISSION_DELAY_MS = 400;
+/** The gateway's whole-call upstream timeout here: a 60-delta stream 30 ms apart outlasts it. */
+const UPSTREAM_TIMEOUT_MS = 1000;
 
 let standin: AnthropicStandin;
 let dir: string;
@@ -54,7 +56,7 @@ beforeAll(async () => {
   };
   evidence = await openEvidence({ dataDir: dir, log, component: 'gateway', producerId: 'gw-gone', tenantId: 't', logger: pino({ level: 'silent' }), configText: 'x', configFile: 'c.yaml', softwareVersion: 'test', cadence: CADENCE });
   dev = await DevIssuer.loadOrCreate(dir);
-  const config = parseConfigText(`upstream: { anthropic: { baseUrl: "${standin.url}", apiKey: { env: K } } }\nidentity: { devIssuer: { enabled: true } }\ngroups: { developers: {}, capped: { maxTokens: 1000 }, lenient: { masking: { request: allow, response: allow } } }\n`, 'c.yaml');
+  const config = parseConfigText(`upstream: { anthropic: { baseUrl: "${standin.url}", apiKey: { env: K } } }\nidentity: { devIssuer: { enabled: true } }\nlimits: { upstreamTimeoutMs: ${UPSTREAM_TIMEOUT_MS} }\ngroups: { developers: {}, capped: { maxTokens: 1000 }, lenient: { masking: { request: allow, response: allow } } }\n`, 'c.yaml');
   const logStream = new Writable({
     write(chunk: Buffer, _enc, done) {
       processLog += chunk.toString('utf8');
@@ -157,5 +159,49 @@ describe('card numbers in caller-chosen fields', () => {
     expect(await ofSubject('odd-1')).toEqual(['gateway.request.received', 'policy.decided', 'data.masked', 'gateway.request.forwarded', 'gateway.response.completed', 'data.masked']);
     expect(processLog).toContain('odd-1');
     expect(processLog).not.toContain(VISA);
+  });
+});
+
+describe('refusals and failures that must be evidence', () => {
+  const mint = (subject: string) => dev.mint({ subject, groups: ['developers'], audience: 'attest-dev', ttlSec: 600 });
+  const mine = async (subject: string) => (await events()).filter((e) => e.actor.subject === subject);
+
+  it('an authenticated request with a malformed body is recorded as refused', async () => {
+    const res = await fetch(`${baseURL}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': await mint('bad-body') }, body: '[1, 2]' });
+    expect(res.status).toBe(400);
+    const ev = await mine('bad-body');
+    expect(ev.map((e) => e.metadata.type)).toEqual(['gateway.request.received', 'policy.decided', 'gateway.request.blocked']);
+    expect(ev[2]!.payload).toMatchObject({ ruleId: 'request.invalid_body' });
+  });
+
+  it('a request whose evidence can never fit the log is refused for good (413), and the log still verifies', async () => {
+    // Thousands of card numbers: one masking hit each, too many for one data.masked event.
+    const text = Array.from({ length: 12_000 }, () => VISA).join(' ');
+    const res = await fetch(`${baseURL}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': await mint('huge') },
+      body: JSON.stringify({ model: 'claude-sonnet-5-5', max_tokens: 10, messages: [{ role: 'user', content: text }] }),
+    });
+    expect(res.status).toBe(413);
+    expect(res.headers.get('x-attest-error')).toBe('evidence_too_large');
+    await events();
+  });
+
+  it('a stream the gateway cuts at its upstream timeout is recorded as a failure, and the caller is told', async () => {
+    const words = Array.from({ length: 60 }, (_, i) => `w${i} `);
+    standin.reply({ kind: 'message', content: [{ type: 'text', text: words.join(''), deltas: words }] });
+    const res = await fetch(`${baseURL}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': await mint('slow-up') },
+      body: JSON.stringify({ model: 'claude-sonnet-5-5', max_tokens: 100, stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toContain('upstream_timeout');
+    expect(text).not.toContain('message_stop');
+    const done = (await mine('slow-up')).filter((e) => e.metadata.type === 'gateway.response.completed');
+    expect(done).toHaveLength(1);
+    expect(done[0]!.outcome).toMatchObject({ result: 'failure', reason: 'upstream_timeout' });
+    expect(done[0]!.payload).toMatchObject({ aborted: false, stream: true });
   });
 });
