@@ -246,6 +246,17 @@ describe('approvals at the gateway', () => {
     ]);
   });
 
+  it('count_tokens is subject to the same rules: the prompt does not reach the upstream unapproved', async () => {
+    const before = standin.requests.length;
+    const res = await (await client()).messages.countTokens(ask('show me the customer record of ACME')).then(() => undefined, (e: unknown) => e as InstanceType<typeof Anthropic.PermissionDeniedError>);
+    expect(res).toBeInstanceOf(Anthropic.PermissionDeniedError);
+    expect(res!.message).toContain('[attest:approval_required]');
+    expect(res!.headers?.get('x-attest-approval-id')).toMatch(/^apr_/);
+    expect(standin.requests.length).toBe(before);
+    // A prompt no rule matches is counted as before.
+    await expect((await client()).messages.countTokens(ask('summarise the release notes'))).resolves.toMatchObject({ input_tokens: expect.any(Number) });
+  });
+
   it('a caller that goes away while held cancels the approval (evidence), and nothing reaches the model', async () => {
     const before = standin.requests.length;
     const t0 = Date.now() * 1000;

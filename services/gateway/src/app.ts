@@ -968,7 +968,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   const runModelCall = async (route: 'messages' | 'count_tokens', path: string, request: FastifyRequest, reply: FastifyReply) => {
     const admitted = await admitModelCall(request, reply, route);
     if (!admitted) return reply;
-    const release = route === 'messages' ? await approvalStep(request, reply, route, admitted) : undefined;
+    // count_tokens sends the prompt upstream too, so the same approval rules apply (a rule may also
+    // name the route).
+    const release = await approvalStep(request, reply, route, admitted);
     if (release === 'answered') return reply;
     if (!(await recordAdmission(request, reply, admitted, release))) return reply;
     return callUpstream(request, reply, 'POST', path, admitted.text);
