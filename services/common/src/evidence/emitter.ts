@@ -19,6 +19,7 @@ import {
   DEFAULT_CADENCE,
   ProducerChain,
   ZERO_HASH,
+  eventHash,
   parseCheckpoint,
   type Cadence,
   type Keyring,
@@ -255,6 +256,9 @@ export class EvidenceEmitter {
    * Chains, encodes and durably appends the events, in order, as one log batch under `key`
    * (the session id, so a session stays ordered). Rejects with `evidence_unavailable` when the log
    * does not confirm durability; the caller must then refuse the access it was about to grant.
+   * An event that cannot be encoded (the encoder's EventError, e.g. event_pan_detected) or exceeds
+   * maxEventBytes (evidence_event_too_large) rejects the whole batch with that error, before any of
+   * it is chained or appended.
    */
   async emit(events: readonly UnchainedEvent<EventType>[], key: string, opts: EmitOptions = {}): Promise<AnyAttestEvent[]> {
     if (this.closed) throw new EvidenceEmitterError('evidence_unavailable', 'the evidence emitter is closed', { retriable: true });
@@ -264,22 +268,34 @@ export class EvidenceEmitter {
     // The first batch after an outage of the log starts with the evidence of the outage itself
     // (PCI DSS 10.2.1.6, 10.7.2): when logging was paused and that requests were refused meanwhile.
     const pause = this.pausedSinceUs === undefined ? undefined : this.pauseEvent(this.pausedSinceUs);
-    for (const e of pause ? [pause, ...events] : events) {
-      const ev = chainEvent(e, this.chain.nextMetadata()) as AnyAttestEvent;
+    const batch = pause ? [pause, ...events] : events;
+    // A batch takes its chain positions all together or not at all. Every event is encoded first,
+    // with the positions it will take (the sequences after the chain's, each prevHash the hash of
+    // the event before it); the chain moves only once all are encoded. An event the encoder refuses
+    // (a card number, a schema mismatch) or that is too large for the log therefore leaves the
+    // chain, its Merkle range and the checkpoint cadence as they were, and the error goes to the
+    // caller unchanged: no position of the batch is spent on an event that never reaches the log,
+    // which a verifier would report as deleted. Nothing between here and the append below awaits,
+    // so no other emit can chain in between.
+    const first = this.chain.nextMetadata();
+    const hashes: Uint8Array[] = [];
+    let prevHash = first.prevHash;
+    for (let i = 0; i < batch.length; i++) {
+      const ev = chainEvent(batch[i]!, { sequence: first.sequence + i, prevHash }) as AnyAttestEvent;
       const bytes = encodeEvent(ev);
       if (bytes.length > this.maxEventBytes) {
-        // Refused before it takes a chain position; what was chained before it in this batch is
-        // appended below, so the chain stays whole.
-        const err = new EvidenceEmitterError('evidence_event_too_large', `a ${ev.metadata.type} event of ${bytes.length} bytes exceeds the ${this.maxEventBytes}-byte limit of the evidence log`, {
+        throw new EvidenceEmitterError('evidence_event_too_large', `a ${ev.metadata.type} event of ${bytes.length} bytes exceeds the ${this.maxEventBytes}-byte limit of the evidence log`, {
           fix: 'lower the content kept in events or raise the log record limit (and maxEventBytes with it)',
         });
-        if (records.length > 0) await this.append(records).catch(() => undefined);
-        throw err;
       }
-      this.chain.append(bytes);
+      // Hashed once: the next event's prevHash now, the chain and the Merkle range at the commit.
+      prevHash = eventHash(bytes);
+      hashes.push(prevHash);
       chained.push(ev);
       records.push({ key, value: bytes, headers: { type: ev.metadata.type } });
     }
+    // Commit (synchronous; throws only on the first event, for a closed epoch, before moving anything).
+    for (let i = 0; i < hashes.length; i++) this.chain.appendHash(hashes[i]!);
     try {
       await this.append(records);
     } catch (err) {

@@ -128,6 +128,20 @@ export class ProducerChain {
   }
 
   /**
+   * `append` for an event whose hash (`eventHash(encodedBytes)`) the caller has already taken, e.g.
+   * to write it as the next event's prevHash before either is appended: the bytes are not hashed
+   * again. The same contract: the event carries `nextMetadata()`.
+   */
+  appendHash(hash: Uint8Array): void {
+    if (this.closed) {
+      throw new IntegrityError('integrity_epoch_closed', `epoch ${this.chain.epoch} is closed`);
+    }
+    const s = this.chain;
+    this.chain = { producer: s.producer, epoch: s.epoch, sequence: s.sequence + 1, lastHash: hash };
+    this.acc.push(hash);
+  }
+
+  /**
    * Cuts a checkpoint over everything appended since the last one (possibly nothing) and signs it.
    * The range, root and end time are taken synchronously, so events appended while the signature
    * is computed belong to the next checkpoint. Pass the key and time from the same tick
