@@ -693,7 +693,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     let blocked: LocatedHit[] | undefined;
     const masker = new SseMasker({
       format,
-      rewrite: action === 'mask',
+      action,
       ...(hashPan ? { hashPan } : {}),
       onHit: (hit) => {
         ctx.hits.response++;
@@ -751,7 +751,17 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
         }
         await write(text);
       }
-      if (!blocked) await write(masker.end());
+      if (!blocked) {
+        const tail = masker.end();
+        // end() can find a card number too (a stream cut while one was held back): with action
+        // block it returns nothing, and the caller gets the block error instead.
+        if (masker.blocked) {
+          await write(errorEvent(blockedByRule('response', blocked ?? [])));
+          ctx.outcome = 'response_blocked';
+        } else {
+          await write(tail);
+        }
+      }
     } catch (err) {
       if (abort.signal.aborted && !blocked && (abort.signal.reason as Error | undefined)?.name === 'TimeoutError') {
         // The gateway's own upstream timeout, not the caller: the caller is told, and the evidence says so.

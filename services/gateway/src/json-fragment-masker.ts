@@ -20,6 +20,13 @@ export class JsonFragmentMasker {
   private pendingHigh = '';
   private number = '';
   private strMasker: StreamingPanMasker | null = null;
+  /** How many of the current string masker's hits are already in `hits`. */
+  private strHitsTaken = 0;
+  /**
+   * PANs found so far, in order. A hit inside a string is added by the push() that completes it (not
+   * when the string closes), so a caller that must not forward a card number at all (action `block`)
+   * learns of it before it sends the fragment that holds it.
+   */
   readonly hits: PanHit[] = [];
 
   constructor(opts: { format: PanMaskFormat; hashPan?: (digits: string) => string }) {
@@ -33,6 +40,7 @@ export class JsonFragmentMasker {
     const flushPlain = () => {
       if (plain) {
         out += escapeJsonString(this.strMasker!.push(plain));
+        this.collectHits();
         plain = '';
       }
     };
@@ -80,6 +88,7 @@ export class JsonFragmentMasker {
       if (ch === '"') {
         this.inString = true;
         this.strMasker = new StreamingPanMasker({ format: this.format, ...this.scanOpts });
+        this.strHitsTaken = 0;
         out += '"';
         continue;
       }
@@ -116,8 +125,12 @@ export class JsonFragmentMasker {
     return token;
   }
 
+  /** Moves the current string's new hits into `hits`. */
   private collectHits(): void {
-    if (this.strMasker) this.hits.push(...this.strMasker.hits);
+    if (!this.strMasker) return;
+    const all = this.strMasker.hits;
+    for (let i = this.strHitsTaken; i < all.length; i++) this.hits.push(all[i]!);
+    this.strHitsTaken = all.length;
   }
 }
 

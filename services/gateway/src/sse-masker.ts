@@ -1,3 +1,4 @@
+import type { MaskingAction } from '../../common/src/config';
 import { StreamingPanMasker, type PanHit, type PanMaskFormat } from '../../common/src/masking';
 import { JsonFragmentMasker } from './json-fragment-masker';
 import { maskJson, type LocatedHit } from './mask-json';
@@ -13,6 +14,14 @@ import { maskJson, type LocatedHit } from './mask-json';
  * held is dropped, and the held tail is emitted as one more delta just before `content_block_stop`.
  * `message_start`, `message_delta` (usage, stop reason), `message_stop`, `ping` and `error` events
  * are never rewritten. Every event emitted is complete SSE carrying valid JSON.
+ *
+ * What happens to text that holds a card number depends on the response masking action:
+ *   mask   the PAN is replaced by its masked form in the delta that completes it;
+ *   block  text is held back exactly as for `mask`, so nothing that is or may still become a PAN is
+ *          sent; the event in which a PAN is found is not emitted, and from then on nothing is (the
+ *          caller ends the stream with an error event: see `onHit`);
+ *   allow  every event is forwarded byte for byte at once (the policy allows card data); PANs are
+ *          still found and reported through `onHit`.
  */
 
 type BlockMasker =
@@ -23,10 +32,20 @@ type BlockMasker =
 export interface SseMaskerOptions {
   format: PanMaskFormat;
   hashPan?: (digits: string) => string;
-  /** Called for every PAN found; with action `block` the caller ends the stream. */
+  /**
+   * Called for every PAN found, during the push()/end() that finds it (before that call returns).
+   * With action `block` the caller then sends its error event instead of any more text and ends the
+   * stream: the masker reports the hits of the event that stops it and scans nothing after it.
+   */
   onHit: (hit: LocatedHit) => void;
-  /** When false the stream is only inspected (action `allow`, or `block` before the first hit). */
-  rewrite: boolean;
+  /** The response masking action (see the class comment). */
+  action?: MaskingAction;
+  /**
+   * @deprecated Use `action`. Read only when `action` is absent: true is `mask`; false is `block`,
+   * since `block` and `allow` cannot be told apart from it and forwarding a PAN is the failure that
+   * must not happen. A caller whose policy is `allow` passes `action: 'allow'`.
+   */
+  rewrite?: boolean;
 }
 
 interface Usage {
@@ -41,6 +60,11 @@ const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 
 export class SseMasker {
   private readonly opts: SseMaskerOptions;
+  private readonly action: MaskingAction;
+  /** Rewrite PANs into their masked form (`mask`); `block` and `allow` only detect them. */
+  private readonly rewrite: boolean;
+  /** `block` only: a PAN was found; nothing more is emitted. */
+  private stopped = false;
   private readonly blocks = new Map<number, BlockMasker>();
   private readonly decoder = new TextDecoder('utf-8');
   private buffer = '';
@@ -56,10 +80,18 @@ export class SseMasker {
 
   constructor(opts: SseMaskerOptions) {
     this.opts = opts;
+    this.action = opts.action ?? (opts.rewrite === false ? 'block' : 'mask');
+    this.rewrite = this.action === 'mask';
+  }
+
+  /** Action `block` and a card number was found: the stream must end; push() and end() return ''. */
+  get blocked(): boolean {
+    return this.stopped;
   }
 
   /** Feeds upstream bytes; returns the text to send to the caller now (possibly empty). */
   push(chunk: Uint8Array): string {
+    if (this.stopped) return '';
     this.buffer += this.decoder.decode(chunk, { stream: true });
     let out = '';
     let start = 0;
@@ -69,6 +101,13 @@ export class SseMasker {
       const sepLen = sepLength(this.buffer, end);
       out += this.transformEvent(this.buffer.slice(start, end), this.buffer.slice(end, end + sepLen));
       start = end + sepLen;
+      if (this.stopped) {
+        // Block: the event that held the PAN was not emitted, and nothing after it will be. What came
+        // before it in this chunk is returned (PAN-free); the caller sends its error event instead.
+        this.buffer = '';
+        this.blocks.clear();
+        return out;
+      }
     }
     this.buffer = this.buffer.slice(start);
     if (this.buffer.length > MAX_EVENT_BYTES) {
@@ -79,11 +118,15 @@ export class SseMasker {
 
   /** Called when the upstream stream ends; returns anything still held (a truncated stream). */
   end(): string {
+    if (this.stopped) return '';
     this.buffer += this.decoder.decode();
     let out = '';
     if (this.buffer.trim()) out += this.transformEvent(this.buffer, '\n\n');
     this.buffer = '';
-    for (const [index, block] of this.blocks) out += this.flushBlock(index, block);
+    for (const [index, block] of this.blocks) {
+      if (this.stopped) break;
+      out += this.flushBlock(index, block);
+    }
     this.blocks.clear();
     return out;
   }
@@ -112,7 +155,8 @@ export class SseMasker {
       case 'content_block_stop': {
         const block = this.blocks.get(index);
         this.blocks.delete(index);
-        return (block ? this.flushBlock(index, block) : '') + raw + sep;
+        const tail = block ? this.flushBlock(index, block) : '';
+        return this.stopped ? '' : tail + raw + sep;
       }
       default:
         return raw + sep;
@@ -157,10 +201,10 @@ export class SseMasker {
         break;
     }
     // The start event normally carries empty text/input; mask whatever it carries all the same.
-    const hits = maskJson(block, { ...scan, rewrite: this.opts.rewrite });
+    const hits = maskJson(block, { ...scan, rewrite: this.rewrite });
     if (hits.length === 0) return raw + sep;
-    for (const h of hits) this.opts.onHit({ hit: h.hit, location: `content[${index}].${h.location}` });
-    return formatEvent(event, payload, sep);
+    if (this.stopAt(hits.map((h) => ({ hit: h.hit, location: `content[${index}].${h.location}` })))) return '';
+    return this.rewrite ? formatEvent(event, payload, sep) : raw + sep;
   }
 
   private onDelta(index: number, payload: Record<string, unknown>, event: string, raw: string, sep: string): string {
@@ -171,32 +215,50 @@ export class SseMasker {
       const input = delta[block.field] as string;
       const before = block.masker.hits.length;
       const output = block.masker.push(input);
-      this.reportHits(index, block, before);
-      if (!this.opts.rewrite || output === input) return raw + sep;
+      // Block: the delta that completes a PAN is not emitted (its text may hold the PAN's digits).
+      if (this.reportHits(index, block, before)) return '';
+      // Allow: the bytes as received, at once (the masker above only finds the PANs).
+      if (this.action === 'allow' || output === input) return raw + sep;
+      // Mask and block: only the part that can no longer become a PAN goes out now.
       if (output === '') return ''; // all of it may still become a PAN: held until the next delta
       delta[block.field] = output;
       return formatEvent(event, payload, sep);
     }
     if (delta.type === 'signature_delta') return raw + sep;
     // Other deltas (citations and future types) arrive whole: mask them as complete values.
-    const hits = maskJson(delta, { format: this.opts.format, ...(this.opts.hashPan ? { hashPan: this.opts.hashPan } : {}), rewrite: this.opts.rewrite });
+    const hits = maskJson(delta, { format: this.opts.format, ...(this.opts.hashPan ? { hashPan: this.opts.hashPan } : {}), rewrite: this.rewrite });
     if (hits.length === 0) return raw + sep;
-    for (const h of hits) this.opts.onHit({ hit: h.hit, location: `content[${index}].delta.${h.location}` });
-    return formatEvent(event, payload, sep);
+    if (this.stopAt(hits.map((h) => ({ hit: h.hit, location: `content[${index}].delta.${h.location}` })))) return '';
+    return this.rewrite ? formatEvent(event, payload, sep) : raw + sep;
   }
 
-  private reportHits(index: number, block: BlockMasker, before: number): void {
+  /** Reports the block's hits found since `before`; true when the stream stops on them (block). */
+  private reportHits(index: number, block: BlockMasker, before: number): boolean {
     const all: readonly PanHit[] = block.masker.hits;
-    for (let i = before; i < all.length; i++) {
-      this.opts.onHit({ hit: all[i]!, location: `content[${index}].${block.kind === 'json' ? 'input' : block.field}` });
-    }
+    if (all.length === before) return false;
+    const location = `content[${index}].${block.kind === 'json' ? 'input' : block.field}`;
+    const found: LocatedHit[] = [];
+    for (let i = before; i < all.length; i++) found.push({ hit: all[i]!, location });
+    return this.stopAt(found);
+  }
+
+  /**
+   * Reports hits. With action `block` the stream stops there: true is returned, so the event that
+   * holds them is dropped, and nothing more is scanned or emitted.
+   */
+  private stopAt(hits: LocatedHit[]): boolean {
+    for (const h of hits) this.opts.onHit(h);
+    if (this.action !== 'block') return false;
+    this.stopped = true;
+    return true;
   }
 
   private flushBlock(index: number, block: BlockMasker): string {
     const before = block.masker.hits.length;
     const tail = block.masker.end();
-    this.reportHits(index, block, before);
-    if (!tail || !this.opts.rewrite) return '';
+    if (this.reportHits(index, block, before)) return '';
+    // Allow: the held text went out raw with its delta; the masker only kept it to scan it.
+    if (!tail || this.action === 'allow') return '';
     const payload = { type: 'content_block_delta', index, delta: { type: block.deltaType, [block.field]: tail } };
     return formatEvent('content_block_delta', payload, '\n\n');
   }
