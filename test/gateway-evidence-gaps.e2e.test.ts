@@ -187,6 +187,19 @@ describe('refusals and failures that must be evidence', () => {
     await events();
   });
 
+  it('a stream the upstream ends with an error event is recorded as a failure, not a success', async () => {
+    const words = ['one ', 'two ', 'three ', 'four '];
+    standin.reply({ kind: 'stream-error', content: [{ type: 'text', text: words.join(''), deltas: words }], afterDeltas: 2, errorType: 'overloaded_error', message: 'Overloaded' });
+    const client = new Anthropic({ baseURL, apiKey: await mint('overloaded'), maxRetries: 0 });
+    const consume = async () => {
+      for await (const _ of await client.messages.create({ model: 'claude-sonnet-5-5', max_tokens: 50, stream: true, messages: [{ role: 'user', content: 'hi' }] })) void _;
+    };
+    await expect(consume()).rejects.toThrow(/Overloaded/);
+    const done = (await mine('overloaded')).filter((e) => e.metadata.type === 'gateway.response.completed');
+    expect(done).toHaveLength(1);
+    expect(done[0]!.outcome).toMatchObject({ result: 'failure', reason: 'upstream_overloaded_error' });
+  });
+
   it('a stream the gateway cuts at its upstream timeout is recorded as a failure, and the caller is told', async () => {
     const words = Array.from({ length: 60 }, (_, i) => `w${i} `);
     standin.reply({ kind: 'message', content: [{ type: 'text', text: words.join(''), deltas: words }] });

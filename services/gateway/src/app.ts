@@ -796,7 +796,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
         usage: s.sawUsage ? { inputTokens: s.inputTokens, outputTokens: s.outputTokens, cacheReadInputTokens: s.cacheRead, cacheCreationInputTokens: s.cacheCreation } : null,
         ttfbUs,
         // The stream began with 200, but it did not end as the model's answer.
-        failure: ctx.outcome === 'upstream_timeout' || ctx.outcome === 'upstream_stream_failed' ? ctx.outcome : null,
+        failure: ctx.outcome === 'upstream_timeout' || ctx.outcome === 'upstream_stream_failed' ? ctx.outcome : s.error !== null ? `upstream_${s.error}` : null,
       };
       const recorded = blocked
         ? (await refuseStreamed(request, blocked), true)

@@ -69,7 +69,9 @@ export class SseMasker {
   private readonly decoder = new TextDecoder('utf-8');
   private buffer = '';
   /** From message_start / message_delta, for the evidence of the exchange. */
-  readonly summary: { stopReason: string | null; inputTokens: number; outputTokens: number; cacheRead: number | null; cacheCreation: number | null; sawUsage: boolean } = {
+  /** `error` is the type of an `error` event the upstream sent mid-stream (e.g. overloaded_error), else null. */
+  readonly summary: { stopReason: string | null; inputTokens: number; outputTokens: number; cacheRead: number | null; cacheCreation: number | null; sawUsage: boolean; error: string | null } = {
+    error: null,
     stopReason: null,
     inputTokens: 0,
     outputTokens: 0,
@@ -134,7 +136,7 @@ export class SseMasker {
   private transformEvent(raw: string, sep: string): string {
     // Cheap pre-check on the raw text: only content block events can carry model or tool text.
     if (!raw.includes('content_block_')) {
-      if (raw.includes('message_delta') || raw.includes('message_start')) this.readUsage(raw);
+      if (raw.includes('message_delta') || raw.includes('message_start') || raw.includes('error')) this.readUsage(raw);
       return raw + sep;
     }
     const parsed = parseEvent(raw);
@@ -168,7 +170,12 @@ export class SseMasker {
     const parsed = parseEvent(raw);
     if (!parsed) return;
     try {
-      const p = JSON.parse(parsed.data) as { type?: string; message?: { usage?: Usage }; usage?: Usage; delta?: { stop_reason?: string | null } };
+      const p = JSON.parse(parsed.data) as { type?: string; message?: { usage?: Usage }; usage?: Usage; delta?: { stop_reason?: string | null }; error?: { type?: unknown } };
+      if (p.type === 'error') {
+        // The upstream ended the stream with an error (the API sends e.g. overloaded_error this way).
+        this.summary.error = typeof p.error?.type === 'string' && /^[a-z_]{1,64}$/.test(p.error.type) ? p.error.type : 'error';
+        return;
+      }
       const usage = p.type === 'message_start' ? p.message?.usage : p.type === 'message_delta' ? p.usage : undefined;
       if (p.type === 'message_delta' && p.delta?.stop_reason !== undefined) this.summary.stopReason = p.delta.stop_reason;
       if (usage) {
