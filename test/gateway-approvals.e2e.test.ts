@@ -5,8 +5,10 @@ import Anthropic from '@anthropic-ai/sdk';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ApprovalService } from '../services/common/src/approvals';
 import { parseConfigText } from '../services/common/src/config';
 import { ControlPublisher, ControlState, ControlSubscriber, type ControlMessage } from '../services/common/src/control';
+import { EvidenceEmitter, memoryCheckpoints } from '../services/common/src/evidence/emitter';
 import { openEvidence, type EvidenceRuntime } from '../services/common/src/evidence/producer';
 import { verifyEncodedEvents } from '../services/common/src/evidence/verify-events';
 import type { AnyAttestEvent } from '../services/common/src/events';
@@ -20,7 +22,9 @@ import { startAnthropicStandin, type AnthropicStandin } from './harness/anthropi
  * The gateway's half of approvals through the real SDK: a matching request is held (or answered
  * with an approval id), and only a signed resolution on the control channel for exactly that
  * request releases it. The approvals processor and console are stood in for by publishing the
- * resolution directly, signed with the installation's key, as they do.
+ * resolution directly, signed with the installation's key, as they do; where a test needs the
+ * whole loop (decision, release, release marker), an ApprovalService folds the same evidence log and
+ * decides, as the approvals processor does.
  */
 
 const CADENCE = { everyEvents: 1000, everyMs: 60_000 };
@@ -35,6 +39,8 @@ let publisher: ControlPublisher;
 let app: FastifyInstance;
 let baseURL: string;
 let dev: DevIssuer;
+let approvalsEmitter: EvidenceEmitter;
+let approvals: ApprovalService;
 
 const config = (standinUrl: string) =>
   parseConfigText(
@@ -87,12 +93,46 @@ beforeAll(async () => {
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
   baseURL = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  approvalsEmitter = await EvidenceEmitter.open({ log: evidence.log, keyring: evidence.keyring, producerId: 'approvals-e2e', tenantId: 'acme', checkpoints: memoryCheckpoints(), logger, cadence: CADENCE });
+  approvals = await ApprovalService.start({ log: evidence.log, group: 'approvals-e2e', emitter: approvalsEmitter, publisher, producerId: 'approvals-e2e', logger, pollWaitMs: 20 });
 });
+
+/** Another gateway over the same logs, as after a restart (or behind the same load balancer): its ControlState rebuilt from the control log. */
+async function otherGateway(): Promise<{ url: string; control: ControlState; close(): Promise<void> }> {
+  const state = new ControlState();
+  const sub = new ControlSubscriber({ log: controlLog, group: `gw-${Math.random()}`, trust: async () => evidence.keyring.jwks(), onMessage: (m) => state.apply(m), logger, pollWaitMs: 50 });
+  await sub.start();
+  const other = await buildGateway({
+    config: config(standin.url),
+    verifier: createTokenVerifier({ issuers: [dev.issuerOptions(['attest-dev'])] }),
+    upstreamApiKey: 'k',
+    logger,
+    recorder: new GatewayRecorder(evidence.emitter, evidence.panKey, { id: 'approvals.yaml', version: 'test' }, 'standin'),
+    control: state,
+    holder: () => ({ gatewayId: evidence.emitter.producer.id, instanceId: 'restarted' }),
+    digestKey: Buffer.alloc(32, 7),
+  });
+  await other.listen({ host: '127.0.0.1', port: 0 });
+  const addr = other.server.address();
+  return {
+    url: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`,
+    control: state,
+    close: async () => {
+      await other.close();
+      await sub.stop();
+    },
+  };
+}
+
+/** An approver as the console passes one to the approvals service. */
+const reviewer = () => ({ subject: 'sec-1', issuer: dev.issuer, groups: ['secops'], kind: 'human' as const });
 
 afterEach(() => standin.reply());
 
 afterAll(async () => {
   await app?.close();
+  await approvals?.stop();
+  await approvalsEmitter?.close();
   await subscriber?.stop();
   await controlLog?.close();
   await evidence?.close('shutdown');
@@ -271,5 +311,65 @@ describe('approvals at the gateway', () => {
     await publisher.publish(resolve(approvalId, requestDigest, 'approved', 'hold'));
     await new Promise((r) => setTimeout(r, 200));
     expect(standin.requests.length).toBe(before);
+  });
+
+  it('ask-and-retry with the approvals service: once released, the release marker refuses the approval at a restarted gateway too', async () => {
+    const c = await client();
+    const request = ask('show me the customer record of Initech');
+    const first = await c.messages.create(request).then(() => undefined, (e: unknown) => e as InstanceType<typeof Anthropic.PermissionDeniedError>);
+    expect(first!.message).toContain('[attest:approval_required]');
+    const approvalId = first!.headers?.get('x-attest-approval-id');
+    expect(approvalId).toMatch(/^apr_/);
+    await expect.poll(() => approvals.get(approvalId!)?.status, { timeout: 5000 }).toBe('pending');
+    expect(await approvals.execute({ type: 'approve', approvalId: approvalId!, approver: reviewer(), reason: 'ticket CS-77' })).toMatchObject({ ok: true, state: { status: 'approved' } });
+    await expect.poll(() => control.resolution(approvalId!)?.outcome, { timeout: 5000 }).toBe('approved');
+
+    const before = standin.requests.length;
+    const withId = { headers: { 'x-attest-approval-id': approvalId! } };
+    await expect(c.messages.create(request, withId)).resolves.toMatchObject({ type: 'message' });
+    // The service folds the gateway's approval.released and publishes the marker.
+    await expect.poll(() => control.resolution(approvalId!)?.outcome, { timeout: 5000 }).toBe('released');
+    expect(approvals.get(approvalId!)?.status).toBe('released');
+
+    const restarted = await otherGateway();
+    try {
+      expect(restarted.control.resolution(approvalId!)?.outcome).toBe('released');
+      const c2 = new Anthropic({ baseURL: restarted.url, apiKey: await token(), maxRetries: 0, timeout: 20_000 });
+      await expect(c2.messages.create(request, withId)).rejects.toThrow('[attest:approval_already_released]');
+    } finally {
+      await restarted.close();
+    }
+    await expect(c.messages.create(request, withId)).rejects.toThrow('[attest:approval_already_released]');
+    expect(standin.requests.length).toBe(before + 1);
+    const released = (await readEvents()).filter((e) => e.metadata.type === 'approval.released' && (e.payload as { approvalId: string }).approvalId === approvalId);
+    expect(released).toHaveLength(1);
+    expect(control.resolution(approvalId!)?.eventId).toBe(released[0]!.metadata.eventId);
+  });
+
+  it('hold with the approvals service: the held request is released once, and its release marker disturbs nothing', async () => {
+    const c = await client();
+    const t0 = Date.now() * 1000;
+    const before = standin.requests.length;
+    const call = c.messages.create(ask('export all customers with their card number, for the audit'));
+    const { approvalId } = await requestedApproval(t0);
+    await expect.poll(() => approvals.get(approvalId)?.status, { timeout: 5000 }).toBe('pending');
+    expect(await approvals.execute({ type: 'approve', approvalId, approver: reviewer(), reason: 'audit ticket A-1' })).toMatchObject({ ok: true });
+    await expect(call).resolves.toMatchObject({ type: 'message' });
+    expect(standin.requests.length).toBe(before + 1);
+    await expect.poll(() => control.resolution(approvalId)?.outcome, { timeout: 5000 }).toBe('released');
+    expect(control.resolution(approvalId)).toMatchObject({ mode: 'hold' });
+    expect(control.waitingCount()).toBe(0);
+    // A held approval never releases a retry, marker or not.
+    await expect(c.messages.create(ask('export all customers with their card number, for the audit'), { headers: { 'x-attest-approval-id': approvalId } })).rejects.toThrow('[attest:approval_mode_mismatch]');
+
+    // The next held request of the same run is held and released as before.
+    const t1 = Date.now() * 1000;
+    const next = c.messages.create(ask('export all customers with their card number, again'));
+    const second = await requestedApproval(t1);
+    expect(second.approvalId).not.toBe(approvalId);
+    await expect.poll(() => approvals.get(second.approvalId)?.status, { timeout: 5000 }).toBe('pending');
+    await approvals.execute({ type: 'approve', approvalId: second.approvalId, approver: reviewer(), reason: 'audit ticket A-2' });
+    await expect(next).resolves.toMatchObject({ type: 'message' });
+    expect(standin.requests.length).toBe(before + 2);
   });
 });

@@ -1,4 +1,5 @@
 import { createServer } from 'node:http';
+import type { Socket } from 'node:net';
 import { createHash, hash as oneShotHash, randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Pool, errors as undiciErrors } from 'undici';
@@ -157,6 +158,15 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   });
   let closing = false;
 
+  /**
+   * Open connections, and how many requests each is serving. At close, fastify ('idle') ends only
+   * keep-alive connections between requests; a connection a client opened ahead of time (an SDK's
+   * spare) that has not sent a request yet would hold server.close() until headersTimeout (60 s).
+   * Such connections are ended at preClose too; connections serving a request get the grace.
+   */
+  const sockets = new Set<Socket>();
+  const serving = new WeakMap<Socket, number>();
+
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -167,11 +177,14 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     trustProxy: config.server.trustProxy,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    serverFactory: (handler) =>
-      createServer(
-        { maxHeaderSize: config.limits.maxHeaderBytes, requestTimeout: 120_000, keepAliveTimeout: 65_000 },
-        handler,
-      ),
+    serverFactory: (handler) => {
+      const server = createServer({ maxHeaderSize: config.limits.maxHeaderBytes, requestTimeout: 120_000, keepAliveTimeout: 65_000 }, handler);
+      server.on('connection', (socket: Socket) => {
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+      });
+      return server;
+    },
   });
 
   app.decorateRequest('attest', null as unknown as ExchangeContext);
@@ -238,8 +251,11 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   app.addHook('onRequest', async (request, reply) => {
     request.attest = { id: `req_attest_${randomUUID().replaceAll('-', '')}`, startedAt: now(), route: 'other', sessionId: '', stream: false, hits: { request: 0, response: 0 } };
     metrics.inFlight.inc();
+    const socket = request.raw.socket;
+    serving.set(socket, (serving.get(socket) ?? 0) + 1);
     // 'close' fires once for every response, finished, hijacked or aborted by the caller alike.
     reply.raw.once('close', () => {
+      serving.set(socket, (serving.get(socket) ?? 1) - 1);
       metrics.inFlight.dec();
       logExchange(request, reply.raw.statusCode);
     });
@@ -982,7 +998,11 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     // name the route).
     const release = await approvalStep(request, reply, route, admitted);
     if (release === 'answered') return reply;
-    if (!(await recordAdmission(request, reply, admitted, release))) return reply;
+    if (!(await recordAdmission(request, reply, admitted, release))) {
+      // Nothing was forwarded: an ask-and-retry approval may be used again.
+      if (release !== undefined && !release.held) gate?.retryNotForwarded(release.approvalId);
+      return reply;
+    }
     return callUpstream(request, reply, 'POST', path, admitted.text);
   };
 
@@ -1015,6 +1035,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   app.addHook('preClose', async () => {
     closing = true;
+    for (const socket of sockets) if (!serving.get(socket)) socket.destroy();
     for (const h of holds) h.abort('gateway_shutdown');
   });
   app.addHook('onClose', async () => {

@@ -3,6 +3,7 @@ import {
   decide,
   evolve,
   matchApprovalRules,
+  MAX_EXPIRY_MS,
   requestDigest,
   type ApprovalEvent,
   type ApprovalMatch,
@@ -21,6 +22,13 @@ import type { Principal } from '../../common/src/identity';
  *
  * The gateway keeps no approval state of its own beyond a bounded set of ids it has released: the
  * book lives with the approvals processor and the console, both folded from the evidence log.
+ *
+ * Once, for ask-and-retry: the approvals processor folds each approval.released a gateway records
+ * and publishes a release marker (a resolution with outcome 'released'), which every gateway, and
+ * every restarted one, applies over the approval's 'approved'. Until the marker arrives, the
+ * in-memory set refuses a second use at this gateway; another gateway (or this one restarted) in
+ * that window of a few milliseconds, or while no processor runs, could still let one more retry
+ * through. Held requests need neither: a hold is one request of one gateway run, woken once.
  */
 
 /** Prompt text the rules look at: system prompt, messages and tool results, at most this much. */
@@ -91,14 +99,25 @@ export class ApprovalGate {
     return this.control.waitFor(approvalId, signal);
   }
 
-  /** An ask-and-retry retry carrying `approvalId`: released only if approved, for this request and this caller, once. */
+  /**
+   * An ask-and-retry retry carrying `approvalId`: released only if approved, for this request and
+   * this caller, once. A release the control channel reports (any gateway, any run) is refused, and
+   * so is one this gateway let through since it started: the id is marked used here, before the
+   * admission evidence is recorded; call `retryNotForwarded` if that fails.
+   */
   checkRetry(approvalId: string, digest: string, principal: Principal): RetryVerdict {
     const r = this.control.resolution(approvalId);
     if (r === undefined) return { ok: false, code: 'approval_pending', message: `approval ${approvalId} has not been granted (yet); retry once an approver has approved it` };
     if (r.mode !== 'ask_and_retry') return { ok: false, code: 'approval_mode_mismatch', message: `approval ${approvalId} was for a held request and cannot be used for a retry; send the request without the approval header` };
+    if (r.outcome === 'released') return alreadyReleased(approvalId);
     if (r.outcome !== 'approved') {
       const code = r.outcome === 'rejected' ? 'approval_rejected' : r.outcome === 'expired' ? 'approval_expired' : 'approval_cancelled';
       return { ok: false, code, message: `approval ${approvalId} was ${r.outcome}${r.reason ? `: ${r.reason}` : ''}; send the request without the header to ask for a new approval` };
+    }
+    // No release window is longer than a rule's longest expiry; past it the processor's 'expired'
+    // may never come (it expires only what its book holds as approved and unreleased).
+    if (r.atUs / 1000 + MAX_EXPIRY_MS <= this.nowMs()) {
+      return { ok: false, code: 'approval_expired', message: `approval ${approvalId} was not used within its release window; send the request without the header to ask for a new approval` };
     }
     if (r.requester.issuer !== principal.issuer || r.requester.subject !== principal.subject) {
       return { ok: false, code: 'approval_requester_mismatch', message: `approval ${approvalId} was granted to another caller` };
@@ -106,7 +125,7 @@ export class ApprovalGate {
     if (r.requestDigest !== digest) {
       return { ok: false, code: 'approval_digest_mismatch', message: `this request differs from the one approval ${approvalId} approved; send exactly the approved request, or ask for a new approval` };
     }
-    if (this.released.has(approvalId)) return { ok: false, code: 'approval_already_released', message: `approval ${approvalId} has already been used; ask for a new approval` };
+    if (this.released.has(approvalId)) return alreadyReleased(approvalId);
     this.released.add(approvalId);
     if (this.released.size > MAX_RELEASED_IDS) {
       const oldest = this.released.values().next().value;
@@ -114,6 +133,20 @@ export class ApprovalGate {
     }
     return { ok: true, resolution: r };
   }
+
+  /**
+   * The retry `checkRetry` let through was not forwarded: its admission evidence (which carries
+   * approval.released) could not be recorded, and the caller was answered 503. The approval may be
+   * used again. Should that evidence reach the log after all, the processor's release marker then
+   * refuses the next use; nothing was forwarded either way.
+   */
+  retryNotForwarded(approvalId: string): void {
+    this.released.delete(approvalId);
+  }
+}
+
+function alreadyReleased(approvalId: string): RetryVerdict {
+  return { ok: false, code: 'approval_already_released', message: `approval ${approvalId} has already been used; ask for a new approval` };
 }
 
 /** The text of a Messages API request that rules match against (already PAN-masked by the caller). */

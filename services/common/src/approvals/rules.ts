@@ -39,7 +39,8 @@ export const APPROVAL_ROUTES = ['messages', 'count_tokens', 'models'] as const;
 export const MAX_PATTERN_CHARS = 256;
 export const MAX_KEYWORD_CHARS = 128;
 const MIN_EXPIRY_MS = 10_000;
-const MAX_EXPIRY_MS = 7 * 86_400_000;
+/** A rule's longest expiry, and so the longest release window of an approval a gateway asks for. */
+export const MAX_EXPIRY_MS = 7 * 86_400_000;
 /** A held HTTP request longer than this outlives most clients' timeouts and proxies' idle limits. */
 export const MAX_HOLD_MS = 3_600_000;
 

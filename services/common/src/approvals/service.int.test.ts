@@ -6,7 +6,8 @@ import { EvidenceEmitter, memoryCheckpoints } from '../evidence/emitter';
 import { InMemoryKeyStore, Keyring } from '../integrity';
 import { LogError, MemoryEventLog, MemoryLogStorage } from '../log';
 import { toEvidence } from './evidence';
-import { decide, evolve, type ApprovalCommand } from './lifecycle';
+import { decide, evolve, type ApprovalCommand, type ApprovalState } from './lifecycle';
+import { MAX_EXPIRY_MS } from './rules';
 import { ApprovalService } from './service';
 import { alice, bob, carol, dave, DIGEST_A, eve, HOLD, MIN, requestCommand, requester, rule } from './testing';
 
@@ -109,7 +110,21 @@ describe('ApprovalService (evidence log, emitter and control channel for real)',
       const r = decide(undefined, requestCommand(over), clock.now());
       if (!r.ok) throw r.error;
       const ev = r.events[0]!;
-      const e = toEvidence(ev, evolve(undefined, ev)!);
+      await gatewayAppends(toEvidence(ev, evolve(undefined, ev)!));
+    };
+
+    /**
+     * What a gateway does when it forwards the approved request: append approval.released (the
+     * gateway checks the approval against its ControlState, not a book: `state` is the approval as
+     * the gateway knows it). Returns the event's id.
+     */
+    const gatewayReleases = async (state: ApprovalState): Promise<string> => {
+      const e = toEvidence({ type: 'released', approvalId: state.approvalId, atMs: clock.now(), requestDigest: state.requestDigest, hold: state.hold }, state);
+      const [chained] = await gatewayAppends(e);
+      return chained!.metadata.eventId;
+    };
+
+    const gatewayAppends = async (e: ReturnType<typeof toEvidence>) => {
       const built = gateway.build(e.type, {
         actor: e.actor!,
         source: { address: '10.0.0.7', userAgent: 'claude-code' },
@@ -118,10 +133,10 @@ describe('ApprovalService (evidence log, emitter and control channel for real)',
         correlation: e.correlation,
         payload: e.payload,
       } as never);
-      await gateway.emit([{ ...built, metadata: { ...built.metadata, timeUs: e.timeUs } } as UnchainedEvent], e.correlation.sessionId);
+      return gateway.emit([{ ...built, metadata: { ...built.metadata, timeUs: e.timeUs } } as UnchainedEvent], e.correlation.sessionId);
     };
 
-    return { clock, log, controlLog, keys, service, startService, gatewayRequests, control, resolutions, requestedSeen, controlCount: async () => (await controlLog.endOffsets()).reduce((a, b) => a + b, 0) };
+    return { clock, log, controlLog, keys, service, startService, gatewayRequests, gatewayReleases, control, resolutions, requestedSeen, controlCount: async () => (await controlLog.endOffsets()).reduce((a, b) => a + b, 0) };
   }
 
   it('a request appended by a gateway appears pending for an eligible reviewer, and only for one', async () => {
@@ -277,6 +292,110 @@ describe('ApprovalService (evidence log, emitter and control channel for real)',
     t.controlLog.injectFailure(undefined);
     await until(() => t.control.resolution('apr-1') !== undefined, 'the retried resolution');
     expect(t.control.resolution('apr-1')).toMatchObject({ outcome: 'approved', by: ['bob'] });
+  });
+
+  it("a gateway's approval.released: the service publishes the release marker under a key of its own, and the gateway's state says released", async () => {
+    const t = await setup();
+    await t.gatewayRequests({ rule: rule({ quorum: 1, mode: 'ask_and_retry' }) });
+    await t.service.sync();
+    const approved = await t.service.execute({ type: 'approve', approvalId: 'apr-1', approver: bob, reason: 'ticket INC-9' });
+    expect(approved).toMatchObject({ ok: true, state: { status: 'approved' } });
+    await until(() => t.control.resolution('apr-1')?.outcome === 'approved', 'the approval at the gateway');
+
+    t.clock.advance(1000);
+    const eventId = await t.gatewayReleases(t.service.get('apr-1')!);
+    await until(() => t.control.resolution('apr-1')?.outcome === 'released', 'the release marker at the gateway');
+    expect(t.service.get('apr-1')).toMatchObject({ status: 'released' });
+    expect(t.control.resolution('apr-1')).toMatchObject({
+      outcome: 'released',
+      requestDigest: DIGEST_A,
+      requester: { issuer: requester.issuer, subject: 'agent-7' },
+      mode: 'ask_and_retry',
+      reason: null,
+      by: [],
+      eventId,
+      atUs: t.clock.nowUs(),
+    });
+    expect(t.resolutions.map((r) => r.outcome)).toEqual(['approved', 'released']);
+    const keys = t.controlLog.storage.partitions.flat().map((r) => r.key);
+    expect(keys.sort()).toEqual(['approval-released:apr-1', 'approval:apr-1']);
+
+    // The same record delivered again releases nothing new, and publishes nothing.
+    const again = t.log.storage.partitions.flat().filter((r) => r.headers['type'] === 'approval.released');
+    await t.log.append(again.map((r) => ({ key: r.key, value: r.value, headers: r.headers })));
+    expect(await t.service.sync()).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await t.controlCount()).toBe(2);
+  });
+
+  it('a held request released by its gateway gets a marker too; a release of an approval the book does not hold approved publishes nothing', async () => {
+    const t = await setup();
+    await t.gatewayRequests({ rule: rule({ quorum: 1 }) });
+    await t.gatewayRequests({ approvalId: 'apr-2', hold: { ...HOLD, holdId: 'req-2' }, rule: rule({ quorum: 1, mode: 'ask_and_retry' }) });
+    await t.service.sync();
+    await t.service.execute({ type: 'approve', approvalId: 'apr-1', approver: bob, reason: 'ok' });
+    await t.gatewayReleases(t.service.get('apr-1')!);
+    // apr-2 is still pending in the book: a release recorded for it changes nothing.
+    await t.gatewayReleases(t.service.get('apr-2')!);
+    await until(() => t.control.resolution('apr-1')?.outcome === 'released', 'the hold-mode marker');
+    expect(t.control.resolution('apr-1')).toMatchObject({ mode: 'hold', outcome: 'released' });
+    expect(await t.service.sync()).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(t.service.get('apr-2')).toMatchObject({ status: 'pending' });
+    expect(t.control.resolution('apr-2')).toBeUndefined();
+  });
+
+  it('releases recorded while no service ran are published after the initial read: recent ask-and-retry ones only', async () => {
+    const t = await setup();
+    const retry = rule({ quorum: 1, mode: 'ask_and_retry' });
+    await t.gatewayRequests({ approvalId: 'old', hold: { ...HOLD, holdId: 'req-old' }, rule: retry });
+    await t.service.sync();
+    await t.service.execute({ type: 'approve', approvalId: 'old', approver: bob, reason: 'ok' });
+    t.clock.advance(MAX_EXPIRY_MS);
+    await t.gatewayRequests({ approvalId: 'recent', hold: { ...HOLD, holdId: 'req-recent' }, rule: retry });
+    await t.gatewayRequests({ approvalId: 'held', hold: { ...HOLD, holdId: 'req-held' }, rule: rule({ quorum: 1 }) });
+    await t.service.sync();
+    await t.service.execute({ type: 'approve', approvalId: 'recent', approver: bob, reason: 'ok' });
+    await t.service.execute({ type: 'approve', approvalId: 'held', approver: bob, reason: 'ok' });
+    const states = Object.fromEntries(['old', 'recent', 'held'].map((id) => [id, t.service.get(id)!]));
+    await until(() => t.control.resolution('held') !== undefined && t.control.resolution('recent') !== undefined, 'the approvals');
+    const before = await t.controlCount();
+
+    // No service runs while the gateway forwards the three requests.
+    await t.service.stop();
+    const released: Record<string, string> = {};
+    for (const id of ['old', 'recent', 'held']) released[id] = await t.gatewayReleases(states[id]!);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await t.controlCount()).toBe(before);
+
+    const next = await t.startService('approvals-2');
+    expect(Object.fromEntries(next.all().map((s) => [s.approvalId, s.status]))).toEqual({ old: 'released', recent: 'released', held: 'released' });
+    await until(() => t.control.resolution('recent')?.outcome === 'released', 'the marker of the recent retry approval');
+    expect(t.control.resolution('recent')?.eventId).toBe(released['recent']);
+    expect(await next.sync()).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    // Decided longer ago than any release window: every gateway refuses it anyway (approval_expired).
+    expect(t.control.resolution('old')?.outcome).toBe('approved');
+    // A held request is never retried: its marker would protect nothing.
+    expect(t.control.resolution('held')?.outcome).toBe('approved');
+    expect(await t.controlCount()).toBe(before + 1);
+  });
+
+  it("an 'approved' whose publish is still being retried when the approval is released is dropped, not published after the marker", async () => {
+    const t = await setup();
+    await t.gatewayRequests({ rule: rule({ quorum: 1, mode: 'ask_and_retry' }) });
+    await t.service.sync();
+    t.controlLog.injectFailure(new LogError('log_unavailable', 'control topic down', { retriable: true }));
+    const r = await t.service.execute({ type: 'approve', approvalId: 'apr-1', approver: bob, reason: 'ok' });
+    expect(r).toMatchObject({ ok: true, state: { status: 'approved' } });
+    // (Here the failed append had reached the gateway after all; it forwards the retry.)
+    await t.gatewayReleases(t.service.get('apr-1')!);
+    await until(() => t.service.get('apr-1')?.status === 'released', 'the release folded');
+    t.controlLog.injectFailure(undefined);
+    await until(() => t.control.resolution('apr-1')?.outcome === 'released', 'the marker');
+    await new Promise((r) => setTimeout(r, 100));
+    const records = t.controlLog.storage.partitions.flat().map((x) => x.key);
+    expect(records).toEqual(['approval-released:apr-1']);
   });
 
   it('cancels the stale holds of an earlier gateway run, not the current run\'s nor ask-and-retry ones', async () => {

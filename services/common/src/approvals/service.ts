@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { ControlMessage, ControlPublisher } from '../control';
+import { controlKey, type ControlMessage, type ControlPublisher } from '../control';
 import { decodeEvent, type AnyAttestEvent, type AttestEvent, type EventType, type Source, type UnchainedEvent } from '../events';
 import { systemActor, type EvidenceEmitter } from '../evidence/emitter';
 import type { ConsumedRecord, EventLog, LogConsumer } from '../log';
@@ -7,6 +7,7 @@ import { ApprovalBook, type ExecuteResult } from './book';
 import { ApprovalError } from './errors';
 import { fromEvidence, toEvidence } from './evidence';
 import { dueAtMs, evolve, type ApprovalCommand, type ApprovalEvent, type ApprovalPrincipal, type ApprovalState } from './lifecycle';
+import { MAX_EXPIRY_MS } from './rules';
 
 /**
  * One approval book kept in step with the evidence log: what the console decides with and what
@@ -38,6 +39,15 @@ import { dueAtMs, evolve, type ApprovalCommand, type ApprovalEvent, type Approva
  * published; a failed publish is retried in the background (the decision stands: it is in the
  * evidence). A crash between the evidence append and the publish loses the control message: the
  * gateway then learns nothing and its hold ends at the approval's expiry (fail closed).
+ *
+ * Release markers: a release is recorded by the gateway that forwarded the request
+ * (approval.released on the evidence log), not decided here. When the book folds one (approved →
+ * released), the service publishes the approval's resolution with outcome 'released', so every
+ * gateway, restarted ones included, refuses another ask-and-retry use of it. Releases folded
+ * during the initial read (recorded while no service ran, or before a crash let it publish) are
+ * published once the book is caught up, for ask-and-retry approvals decided within the longest
+ * release window (MAX_EXPIRY_MS; a gateway refuses older ones anyway). Every instance publishes
+ * them; a repeated marker changes nothing.
  */
 
 export interface ApprovalServiceOptions {
@@ -117,6 +127,8 @@ export class ApprovalService {
   private unchecked: boolean[] = [];
   /** Approvals already reported as requested (a fold and an execute can both see one appear). */
   private readonly announced = new Set<string>();
+  /** Release markers of releases folded during the initial read, published once it is done. */
+  private readonly foldedReleases = new Map<string, ControlMessage>();
   /** Records read, approval events folded, records skipped (undecodable or unmappable). */
   readonly counts = { records: 0, folded: 0, skipped: 0, published: 0, publishFailures: 0 };
 
@@ -166,7 +178,9 @@ export class ApprovalService {
       }
     }
     this.live = true;
-    this.opts.logger.info({ group: this.opts.group, approvals: this.book.all().length }, 'approval book caught up with the evidence log');
+    this.opts.logger.info({ group: this.opts.group, approvals: this.book.all().length, releaseMarkers: this.foldedReleases.size }, 'approval book caught up with the evidence log');
+    for (const msg of this.foldedReleases.values()) this.track(this.publish(msg));
+    this.foldedReleases.clear();
     this.loop = this.follow();
   }
 
@@ -239,7 +253,30 @@ export class ApprovalService {
       return;
     }
     this.counts.folded++;
+    const before = this.book.get(domain.approvalId);
     this.applyAndTell(domain);
+    if (domain.type === 'released') this.releaseFolded(before, this.book.get(domain.approvalId), event);
+  }
+
+  /** A folded approval.released that released the approval: its marker, now or after the initial read. */
+  private releaseFolded(before: ApprovalState | undefined, after: ApprovalState | undefined, evidence: AnyAttestEvent): void {
+    if (after === undefined || after === before || after.status !== 'released') return;
+    const msg = releaseMarker(after, evidence);
+    if (this.live) {
+      this.track(this.publish(msg));
+      return;
+    }
+    // A gateway refuses an approval decided longer ago than the longest release window, and a
+    // held one is never retried: only the others still need a marker.
+    if (after.rule.mode === 'ask_and_retry' && after.decidedAtMs !== null && after.decidedAtMs + MAX_EXPIRY_MS > this.now()) {
+      this.foldedReleases.set(after.approvalId, msg);
+    }
+  }
+
+  /** Keeps a background publish until it settles (stop() waits for it). */
+  private track(p: Promise<void>): void {
+    this.retries.add(p);
+    void p.finally(() => this.retries.delete(p));
   }
 
   /** Folds one event into the book and tells the listeners what changed. */
@@ -401,21 +438,36 @@ export class ApprovalService {
     }
   }
 
-  /** Publishes now; on failure keeps retrying in the background until published or stopped. */
+  /**
+   * Publishes now; on failure keeps retrying in the background until published, stopped, or
+   * superseded: an 'approved' whose approval has since ended (released, expired, cancelled) is not
+   * published late, where it would be the latest record under the approval's key.
+   */
   private async publish(msg: ControlMessage): Promise<void> {
+    if (this.superseded(msg)) return;
     try {
       await this.opts.publisher.publish(msg);
       this.counts.published++;
       return;
     } catch (err) {
       this.counts.publishFailures++;
-      this.opts.logger.error({ code: (err as { code?: string }).code, key: keyOf(msg) }, 'approval resolution not published; retrying in the background');
+      const code = (err as { code?: string }).code;
+      if (code === 'control_invalid_message') {
+        // Retrying cannot help (e.g. an approval rebuilt from evidence too old to carry a digest).
+        this.opts.logger.error({ code, key: keyOf(msg) }, 'approval resolution not published: the control channel refuses it');
+        return;
+      }
+      this.opts.logger.error({ code, key: keyOf(msg) }, 'approval resolution not published; retrying in the background');
     }
     const retry = (async () => {
       let delay = this.opts.publishRetryMs ?? 500;
       while (!this.stopping.signal.aborted) {
         await sleep(delay, this.stopping.signal);
         if (this.stopping.signal.aborted) break;
+        if (this.superseded(msg)) {
+          this.opts.logger.info({ key: keyOf(msg) }, 'approval resolution superseded before its retry: not published');
+          return;
+        }
         try {
           await this.opts.publisher.publish(msg);
           this.counts.published++;
@@ -430,6 +482,12 @@ export class ApprovalService {
     })();
     this.retries.add(retry);
     void retry.finally(() => this.retries.delete(retry));
+  }
+
+  private superseded(msg: ControlMessage): boolean {
+    if (msg.type !== 'approval.resolved' || msg.outcome !== 'approved') return false;
+    const status = this.book.get(msg.approvalId)?.status;
+    return status === 'released' || status === 'expired' || status === 'cancelled';
   }
 
   /** Expires every approval due now (pending past expiry, approved past its release window). */
@@ -526,8 +584,9 @@ function resolutionOf(event: ApprovalEvent, state: ApprovalState, evidence: AnyA
       };
     case 'cancelled':
       return { ...common, outcome: 'cancelled', reason: event.reason, by: [] };
-    case 'requested':
     case 'released':
+      return releaseMarker(state, evidence);
+    case 'requested':
       return undefined;
     default: {
       const never: never = event;
@@ -536,8 +595,24 @@ function resolutionOf(event: ApprovalEvent, state: ApprovalState, evidence: AnyA
   }
 }
 
+/** The marker that `state` (released) has released its request; `evidence` is its approval.released. */
+function releaseMarker(state: ApprovalState, evidence: AnyAttestEvent): ControlMessage {
+  return {
+    type: 'approval.resolved',
+    approvalId: state.approvalId,
+    outcome: 'released',
+    requestDigest: state.requestDigest,
+    reason: null,
+    by: [],
+    requester: { issuer: state.requester.issuer, subject: state.requester.subject },
+    mode: state.rule.mode,
+    eventId: evidence.metadata.eventId,
+    atUs: evidence.metadata.timeUs,
+  };
+}
+
 function keyOf(msg: ControlMessage): string {
-  return msg.type === 'approval.resolved' ? `approval:${msg.approvalId}` : msg.type;
+  return msg.type === 'approval.resolved' ? controlKey(msg) : msg.type;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

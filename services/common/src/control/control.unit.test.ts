@@ -3,7 +3,8 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InMemoryKeyStore, Keyring } from '../integrity';
 import { MemoryEventLog, MemoryLogStorage } from '../log';
-import { ControlPublisher, ControlState, ControlSubscriber, type ControlMessage } from '.';
+import { partitionForKey } from '../log/record';
+import { controlKey, ControlPublisher, ControlState, ControlSubscriber, type ApprovalOutcome, type ControlMessage } from '.';
 
 const logger = pino({ level: 'silent' });
 const digest = 'a'.repeat(64);
@@ -24,16 +25,16 @@ const suspend = (subject: string, atUs: number, untilUs: number | null = null): 
   atUs,
 });
 const restore = (subject: string, atUs: number): ControlMessage => ({ type: 'identity.restored', issuer: 'https://idp', subject, reason: 'admin:cleared', eventId: `ev-r-${subject}`, atUs });
-const resolved = (approvalId: string, outcome: 'approved' | 'rejected'): ControlMessage => ({
+const resolved = (approvalId: string, outcome: ApprovalOutcome, mode: 'hold' | 'ask_and_retry' = 'hold'): ControlMessage => ({
   type: 'approval.resolved',
   approvalId,
   outcome,
   requestDigest: digest,
-  reason: 'ok',
-  by: ['alice'],
+  reason: outcome === 'released' ? null : 'ok',
+  by: outcome === 'released' ? [] : ['alice'],
   requester: { issuer: 'https://idp', subject: 'svc' },
-  mode: 'hold',
-  eventId: `ev-a-${approvalId}`,
+  mode,
+  eventId: `ev-${outcome}-${approvalId}`,
   atUs: 1,
 });
 
@@ -123,7 +124,7 @@ describe('control channel', () => {
     await expect.poll(() => state.suspension('https://idp', 's', 2), { timeout: 10_000 }).toBeDefined();
   });
 
-  it('the first resolution of an approval is final, and waiters wake on it', async () => {
+  it('a rejection is final (a later approval changes nothing), and waiters wake on the first resolution', async () => {
     const state = new ControlState();
     const ac = new AbortController();
     const waiting = state.waitFor('ap', ac.signal);
@@ -133,6 +134,66 @@ describe('control channel', () => {
     await expect(waiting).resolves.toMatchObject({ outcome: 'rejected' });
     expect(state.resolution('ap')?.outcome).toBe('rejected');
     expect(state.waitingCount()).toBe(0);
+  });
+
+  it("a final outcome replaces 'approved' (released, expired, cancelled); nothing replaces a final one", () => {
+    const state = new ControlState();
+    state.apply(resolved('r', 'approved', 'ask_and_retry'));
+    state.apply(resolved('r', 'released', 'ask_and_retry'));
+    expect(state.resolution('r')).toMatchObject({ outcome: 'released', eventId: 'ev-released-r' });
+    // A re-published approval (a retried publish) does not undo the release, nor does a later expiry.
+    state.apply(resolved('r', 'approved', 'ask_and_retry'));
+    state.apply(resolved('r', 'expired', 'ask_and_retry'));
+    expect(state.resolution('r')?.outcome).toBe('released');
+
+    // The marker first (it has a key, and so maybe a partition, of its own): the approval after it changes nothing.
+    state.apply(resolved('m', 'released', 'ask_and_retry'));
+    state.apply(resolved('m', 'approved', 'ask_and_retry'));
+    expect(state.resolution('m')?.outcome).toBe('released');
+
+    for (const end of ['expired', 'cancelled'] as const) {
+      state.apply(resolved(`a-${end}`, 'approved'));
+      state.apply(resolved(`a-${end}`, end));
+      expect(state.resolution(`a-${end}`)?.outcome).toBe(end);
+    }
+    state.apply(resolved('x', 'rejected'));
+    state.apply(resolved('x', 'released'));
+    expect(state.resolution('x')?.outcome).toBe('rejected');
+  });
+
+  it('a held request wakes on the approval; the release marker that follows disturbs no waiter', async () => {
+    const state = new ControlState();
+    const ac = new AbortController();
+    const held = state.waitFor('h', ac.signal);
+    state.apply(resolved('h', 'approved'));
+    await expect(held).resolves.toMatchObject({ outcome: 'approved' });
+    expect(state.waitingCount()).toBe(0);
+    const other = state.waitFor('h2', ac.signal);
+    state.apply(resolved('h', 'released'));
+    expect(state.resolution('h')?.outcome).toBe('released');
+    expect(state.waitingCount()).toBe(1);
+    ac.abort('done');
+    await expect(other).rejects.toBe('done');
+  });
+
+  it('a release marker is keyed apart from the approval, and a restarted subscriber rebuilds it in any order', async () => {
+    expect(controlKey(resolved('k', 'approved'))).toBe('approval:k');
+    expect(controlKey(resolved('k', 'released'))).toBe('approval-released:k');
+    const { log, keys, publisher } = await setup(new MemoryLogStorage(3));
+    const ids = ['a', 'b', 'p4', 'apr-2'];
+    for (const id of ids) {
+      await publisher.publish(resolved(id, 'approved', 'ask_and_retry'));
+      await publisher.publish(resolved(id, 'released', 'ask_and_retry'));
+      // A late duplicate of the approval, as a retried publish could append.
+      await publisher.publish(resolved(id, 'approved', 'ask_and_retry'));
+    }
+    // The marker in a partition before its approval's for some, after it for others.
+    const partition = (key: string) => partitionForKey(new TextEncoder().encode(key), 3);
+    const order = ids.map((id) => Math.sign(partition(`approval-released:${id}`) - partition(`approval:${id}`)));
+    expect(order).toContain(-1);
+    expect(order).toContain(1);
+    const { state } = await subscribe(log, keys);
+    for (const id of ids) expect(state.resolution(id)?.outcome).toBe('released');
   });
 
   it('an aborted wait rejects and leaves nothing behind', async () => {

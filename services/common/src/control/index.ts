@@ -1,4 +1,4 @@
-export { controlKey, controlMessageSchema, identityKey, type ControlMessage, type ControlMessageType } from './messages';
+export { APPROVAL_OUTCOMES, controlKey, controlMessageSchema, identityKey, type ApprovalOutcome, type ControlMessage, type ControlMessageType } from './messages';
 export { ControlError, ControlPublisher, ControlSubscriber, type ControlErrorCode, type SubscriberOptions, type TrustSource } from './channel';
 export { ControlState, type ApprovalResolution, type Suspension } from './state';
 export { trustKeyDirectory } from './trust';

@@ -2,7 +2,9 @@ import { identityKey, type ControlMessage } from './messages';
 
 /**
  * What a gateway knows from the control channel: identities suspended now, and how approvals were
- * resolved. Folded from messages in log order, so a restarted gateway rebuilds the same state.
+ * resolved (and whether one has released its request). Folded from messages in log order, so a
+ * restarted gateway rebuilds the same state; the approval rules below also give the same state
+ * when a release marker and the approval's other messages arrive in another order.
  */
 
 export interface Suspension {
@@ -37,14 +39,20 @@ export class ControlState {
         return;
       }
       case 'approval.resolved': {
-        // The first resolution of an approval is final: a later message cannot turn a rejection
-        // into an approval.
-        if (this.resolutions.has(msg.approvalId)) return;
+        // A final outcome is final: a later message cannot turn a rejection (or a release) into an
+        // approval. 'approved' is the one outcome that can still end: a final one (released,
+        // expired, cancelled; the lifecycle never rejects after approving, and refusing would be
+        // the safe reading if it did) replaces it, and a release marker that arrives before the
+        // approval (another partition) is not undone by it.
+        const cur = this.resolutions.get(msg.approvalId);
+        if (cur !== undefined && (cur.outcome !== 'approved' || msg.outcome === 'approved')) return;
+        this.resolutions.delete(msg.approvalId);
         this.resolutions.set(msg.approvalId, msg);
         if (this.resolutions.size > this.maxResolutions) {
           const oldest = this.resolutions.keys().next().value;
           if (oldest !== undefined) this.resolutions.delete(oldest);
         }
+        // Waiters woke on the approval already (and are gone) when this replaces it.
         const ws = this.waiters.get(msg.approvalId);
         if (ws) {
           this.waiters.delete(msg.approvalId);
@@ -74,6 +82,10 @@ export class ControlState {
     return out;
   }
 
+  /**
+   * The approval's latest outcome: 'approved' until a final one (released, expired, cancelled)
+   * replaces it; rejected, expired, cancelled and released never change.
+   */
   resolution(approvalId: string): ApprovalResolution | undefined {
     return this.resolutions.get(approvalId);
   }
