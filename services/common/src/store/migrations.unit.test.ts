@@ -40,9 +40,9 @@ CREATE TABLE a (x String DEFAULT 'a;b') ENGINE = Memory;
 describe('loadMigrations', () => {
   it('reads the repository migrations in order with checksums', () => {
     const ms = loadMigrations();
-    expect(ms.map((m) => m.id)).toEqual(['001_events', '002_pan_sightings', '003_redactions']);
+    expect(ms.map((m) => m.id)).toEqual(['001_events', '002_pan_sightings', '003_redactions', '004_compact_new_parts']);
     for (const m of ms) expect(m.checksum).toMatch(/^[0-9a-f]{64}$/);
-    // Every evidence table takes its TTL from the retention policy (003 only adds a column).
+    // Every evidence table takes its TTL from the retention policy (003 and 004 alter tables).
     for (const m of ms.filter((x) => /CREATE TABLE/.test(x.text))) expect(m.text).toContain('TTL toDateTime(time) + INTERVAL {{retention_days}} DAY');
   });
 });
