@@ -1,5 +1,5 @@
 import type { MaskingAction } from '../../common/src/config';
-import { StreamingPanMasker, type PanHit, type PanMaskFormat } from '../../common/src/masking';
+import { maskPans, StreamingPanMasker, type PanHit, type PanMaskFormat } from '../../common/src/masking';
 import { JsonFragmentMasker } from './json-fragment-masker';
 import { maskJson, type LocatedHit } from './mask-json';
 
@@ -146,7 +146,12 @@ export class SseMasker {
     try {
       payload = JSON.parse(data) as Record<string, unknown>;
     } catch {
-      return raw + sep; // not ours to fix; the SDK will report it
+      // Not ours to fix (the SDK will report it), but it may still carry a card number: scanned as
+      // plain text, masked, blocked or (allow) reported like any other.
+      const r = maskPans(raw, this.opts.format, this.opts.hashPan ? { hashPan: this.opts.hashPan } : undefined);
+      if (r.hits.length === 0) return raw + sep;
+      if (this.stopAt(r.hits.map((hit) => ({ hit, location: 'event' })))) return '';
+      return (this.rewrite ? r.text : raw) + sep;
     }
     const index = typeof payload.index === 'number' ? payload.index : -1;
     switch (payload.type) {

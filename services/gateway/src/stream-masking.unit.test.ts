@@ -567,3 +567,28 @@ describe('SseMasker, action allow', () => {
     expect(textOf(run.out)).toBe(`card ${VISA}`);
   });
 });
+
+describe('SseMasker, a content event whose JSON does not parse', () => {
+  // Forwarded as it came (the SDK reports it), but never with a card number in it.
+  const broken = `event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"card ${VISA}"\n\n`;
+  const enc = (s: string) => new TextEncoder().encode(s);
+
+  it('mask: the number is masked in the raw text', () => {
+    const run = runSse([enc(broken)], { action: 'mask' });
+    expect(run.out).not.toContain(VISA);
+    expect(run.out).toContain('411111******1111');
+    expect(run.hits.map((h) => h.location)).toEqual(['event']);
+  });
+
+  it('block: the event is not sent and the stream stops', () => {
+    const run = runSse([enc(broken), enc('event: ping\ndata: {"type":"ping"}\n\n')], { action: 'block' });
+    expect(run.out).toBe('');
+    expect(run.hits).toHaveLength(1);
+  });
+
+  it('allow: forwarded as is, and the hit is reported', () => {
+    const run = runSse([enc(broken)], { action: 'allow' });
+    expect(run.out).toBe(broken);
+    expect(run.hits).toHaveLength(1);
+  });
+});
