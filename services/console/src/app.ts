@@ -11,6 +11,7 @@ import type { EvidenceEmitter } from '../../common/src/evidence/emitter';
 import type { PanHmacKey } from '../../common/src/evidence/pan-hmac';
 import { verifyEncodedEvents, type EvidenceRecord } from '../../common/src/evidence/verify-events';
 import { decodeEvent, type Actor, type EvidenceAccessKind } from '../../common/src/events';
+import { decodeEventChainMetadata } from '../../common/src/events/codec';
 import { AuthError, type AuthFailureReason, type Principal, type TokenVerifier } from '../../common/src/identity';
 import type { Cadence, Finding, PendingRange } from '../../common/src/integrity';
 import { maxGapUsFor } from '../../common/src/integrity';
@@ -724,7 +725,9 @@ async function collect(store: EvidenceStore, sql: string, params: QueryParams): 
   for await (const row of store.stream(sql, params)) {
     const bytes = Buffer.from(String(row[0]), 'hex');
     try {
-      decodeEvent(bytes);
+      // Refuses exactly what decodeEvent refuses (it falls back to it on anything unusual), without
+      // building the whole event: verification reads only the chain metadata.
+      decodeEventChainMetadata(bytes);
     } catch {
       undecodable.push({ eventId: String(row[1]), producer: String(row[2]), sequence: Number(row[3]) });
       continue;

@@ -41,6 +41,9 @@ export interface RegistryEntry {
 export class SchemaRegistry {
   readonly #byFingerprint = new Map<string, RegistryEntry>();
   readonly #current = new Map<EventType, LoadedSchema>();
+  #generation = 0;
+  /** The same entries by the fingerprint's low 32 bits, for lookupWriter (no key string to build). */
+  readonly #byLowWord = new Map<number, { readonly high: number; readonly entry: RegistryEntry }[]>();
 
   static fromSchemaSet(set: SchemaSet): SchemaRegistry {
     const registry = new SchemaRegistry();
@@ -62,6 +65,7 @@ export class SchemaRegistry {
     if (existing === undefined) {
       const entry: RegistryEntry = { type: schema.type, version: schema.version, versions: [schema.version], schema };
       this.#byFingerprint.set(key, entry);
+      this.#index(entry);
       return entry;
     }
     if (existing.schema.canonical !== schema.canonical || existing.type !== schema.type) {
@@ -73,17 +77,46 @@ export class SchemaRegistry {
     if (existing.versions.includes(schema.version)) return existing;
     const merged: RegistryEntry = { ...existing, versions: [...existing.versions, schema.version].sort((a, b) => a - b) };
     this.#byFingerprint.set(key, merged);
+    this.#index(merged);
     return merged;
+  }
+
+  /** Changes whenever a schema is registered or made current (readers built from the registry check it). */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  #index(entry: RegistryEntry): void {
+    this.#generation += 1;
+    const fingerprint = entry.schema.fingerprint;
+    const low = fingerprint.readUInt32LE(0);
+    const high = fingerprint.readUInt32LE(4);
+    const list = (this.#byLowWord.get(low) ?? []).filter((e) => e.high !== high);
+    list.push({ high, entry });
+    this.#byLowWord.set(low, list);
   }
 
   /** Make `schema` the one writers use and readers resolve into for its type (and register it). */
   setCurrent(schema: LoadedSchema): void {
     this.register(schema);
     this.#current.set(schema.type, schema);
+    this.#generation += 1;
   }
 
   lookup(fingerprint: Uint8Array, offset = 0): RegistryEntry | undefined {
     return this.#byFingerprint.get(fingerprintKey(fingerprint, offset));
+  }
+
+  /**
+   * `lookup(bytes, 2)`, for a single-object encoding whose header is known to be complete: the
+   * writer schema its fingerprint names, found without building a key.
+   */
+  lookupWriter(bytes: Uint8Array): RegistryEntry | undefined {
+    const list = this.#byLowWord.get((bytes[2]! | (bytes[3]! << 8) | (bytes[4]! << 16) | (bytes[5]! << 24)) >>> 0);
+    if (list === undefined) return undefined;
+    const high = (bytes[6]! | (bytes[7]! << 8) | (bytes[8]! << 16) | (bytes[9]! << 24)) >>> 0;
+    for (let i = 0; i < list.length; i++) if (list[i]!.high === high) return list[i]!.entry;
+    return undefined;
   }
 
   current(type: EventType): LoadedSchema {
@@ -153,6 +186,10 @@ export class EventCodec {
   readonly #panScanners = new Map<LoadedSchema, (value: unknown) => string[]>();
   /** Resolvers per writer, remembered with the reader they were built for. */
   readonly #resolvers = new Map<RegistryEntry, { reader: LoadedSchema; resolver: unknown }>();
+  /** Generated metadata readers per writer, by mode and payload text field. */
+  readonly #metadataPlans = new Map<RegistryEntry, Map<string, { reader: LoadedSchema; read: MetadataRead | undefined }>>();
+  /** The reader used last per writer, with what it was chosen for (a caller passes the same options every time). */
+  readonly #lastPlans = new Map<RegistryEntry, MetadataPlan>();
 
   constructor(registry: SchemaRegistry) {
     this.registry = registry;
@@ -282,6 +319,96 @@ export class EventCodec {
     return decoded.event as AttestEvent<K>;
   }
 
+  /**
+   * The metadata of an event without decoding the rest: what `decode(bytes)` would give as `type`,
+   * `writerVersion`, `fingerprint` and `event.metadata`, and, for the payload field `textFields`
+   * names for the event's type, whether it holds a non-empty string. Throws exactly what `decode`
+   * throws, and only when it throws.
+   *
+   * The metadata is read by a reader generated once per writer schema, and the rest of the body is
+   * walked over (nothing is built) checking everything `decode` would refuse: union and enum
+   * indexes, longs beyond 2^53, lengths, the end of the body, the type and version the metadata
+   * names. A body the walk does not accept, a writer it does not handle (metadata not first, a
+   * type it has no reader for) or one that does not resolve into the current schema goes through
+   * `decode`, which then throws its own error or returns the event this reads from.
+   */
+  decodeMetadata(bytes: Uint8Array, textFields?: ReadonlyMap<string, string>): DecodedMetadata {
+    const fast = this.#readMetadata(bytes, 'metadata', textFields) as DecodedMetadata | undefined;
+    if (fast !== undefined) return fast;
+    const d = this.decode(bytes);
+    return { type: d.type, writerVersion: d.writerVersion, fingerprint: d.fingerprint, metadata: d.event.metadata, hasText: hasTextIn(d, textFields) };
+  }
+
+  /**
+   * `decodeMetadata` reduced to what a hash-chain verifier reads (the fields of
+   * DecodedChainMetadata, equal to decode's metadata fields of the same names), with less built:
+   * the other metadata fields are walked over like the rest of the body, and `prevHash` is a view
+   * of `bytes`, not a copy. Throws exactly what `decode` throws, and only when it throws.
+   */
+  decodeChainMetadata(bytes: Uint8Array, textFields?: ReadonlyMap<string, string>): DecodedChainMetadata {
+    const fast = this.#readMetadata(bytes, 'chain', textFields) as DecodedChainMetadata | undefined;
+    if (fast !== undefined) return fast;
+    const d = this.decode(bytes);
+    const m = d.event.metadata;
+    return {
+      type: d.type,
+      writerVersion: d.writerVersion,
+      eventId: m.eventId,
+      producer: m.producer,
+      producerEpoch: m.producerEpoch,
+      sequence: m.sequence,
+      prevHash: m.prevHash,
+      timeUs: m.timeUs,
+      hasText: hasTextIn(d, textFields),
+    };
+  }
+
+  /** The generated reader's answer, or undefined when decode is to decide. */
+  #readMetadata(bytes: Uint8Array, mode: MetadataMode, textFields: ReadonlyMap<string, string> | undefined): DecodedMetadata | DecodedChainMetadata | undefined {
+    // checkHeader's conditions; decode raises its errors.
+    if (bytes.length < HEADER_BYTES || bytes[0] !== 0xc3 || bytes[1] !== 0x01) return undefined;
+    const writer = this.registry.lookupWriter(bytes);
+    if (writer === undefined) return undefined;
+    let plan = this.#lastPlans.get(writer);
+    if (plan === undefined || plan.mode !== mode || plan.textFields !== textFields || plan.generation !== this.registry.generation) {
+      try {
+        plan = this.#metadataPlan(writer, mode, textFields);
+      } catch {
+        return undefined; // decode raises what made a plan impossible (no current schema for the type)
+      }
+    }
+    if (plan.read === undefined) return undefined;
+    return plan.read(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
+  }
+
+  #metadataPlan(writer: RegistryEntry, mode: MetadataMode, textFields: ReadonlyMap<string, string> | undefined): MetadataPlan {
+    const generation = this.registry.generation;
+    const reader = this.registry.current(writer.type);
+    const field = textFields?.get(writer.type);
+    let byKey = this.#metadataPlans.get(writer);
+    if (byKey === undefined) {
+      byKey = new Map();
+      this.#metadataPlans.set(writer, byKey);
+    }
+    const key = `${mode}\u0000${field ?? ''}`;
+    const built = byKey.get(key);
+    let read: MetadataRead | undefined;
+    if (built !== undefined && built.reader === reader) read = built.read;
+    else {
+      try {
+        // decode resolves an older writer into the current schema, and refuses one that does not resolve.
+        if (writer.schema.fingerprintHex !== reader.fingerprintHex) this.#resolverFor(writer, reader);
+        read = compileMetadataRead(writer, reader, field, mode);
+      } catch {
+        read = undefined;
+      }
+      byKey.set(key, { reader, read });
+    }
+    const plan: MetadataPlan = { mode, textFields, generation, read };
+    this.#lastPlans.set(writer, plan);
+    return plan;
+  }
+
   #panScannerFor(schema: LoadedSchema): (value: unknown) => string[] {
     let scanner = this.#panScanners.get(schema);
     if (scanner === undefined) {
@@ -309,6 +436,461 @@ export class EventCodec {
   }
 }
 
+// ---- Metadata-only decode (EventCodec.decodeMetadata, decodeChainMetadata) ----
+//
+// Every event schema starts with the shared Metadata record (lintEventSchema, ENVELOPE_FIELDS; the
+// committed history too), so the metadata is the first thing in the body. A verifier needs only it:
+// reading it alone and walking over the rest without building anything costs a fraction of the
+// full decode. The walk checks what avsc's reader would refuse, so a body is accepted here only if
+// `decode` accepts it; anything else is left to `decode`.
+
+/** What `EventCodec.decodeMetadata` reads from an event's bytes. */
+export interface DecodedMetadata {
+  readonly type: EventType;
+  /** Version the event was written with, as `decode` reports it. */
+  readonly writerVersion: number;
+  readonly fingerprint: string;
+  /** Equal to `decode(bytes).event.metadata`. */
+  readonly metadata: AnyAttestEvent['metadata'];
+  /**
+   * Whether the payload field that `textFields` names for this event's type holds a non-empty
+   * string in the decoded event (false when it names none).
+   */
+  readonly hasText: boolean;
+}
+
+/** What `EventCodec.decodeChainMetadata` reads: decode's metadata fields of the same names. */
+export interface DecodedChainMetadata {
+  readonly type: EventType;
+  readonly writerVersion: number;
+  readonly eventId: string;
+  readonly producer: string;
+  readonly producerEpoch: string | null;
+  readonly sequence: number;
+  /** Usually a view of the event's bytes (decode's is a copy): keep the bytes, or copy it. */
+  readonly prevHash: Uint8Array;
+  readonly timeUs: number;
+  /** As DecodedMetadata.hasText. */
+  readonly hasText: boolean;
+}
+
+/** The metadata fields decodeChainMetadata builds (and `type`, compared in place); the others are walked over. */
+const CHAIN_FIELDS = ['eventId', 'schemaVersion', 'timeUs', 'producer', 'producerEpoch', 'sequence', 'prevHash'] as const;
+
+type MetadataMode = 'metadata' | 'chain';
+
+/** A generated reader: the answer, or undefined for "let decode decide". */
+type MetadataRead = (buf: Buffer) => DecodedMetadata | DecodedChainMetadata | undefined;
+
+interface MetadataPlan {
+  readonly mode: MetadataMode;
+  readonly textFields: ReadonlyMap<string, string> | undefined;
+  /** The registry's generation it was chosen in: a later schema change makes it be checked again. */
+  readonly generation: number;
+  /** Undefined when this writer is read with `decode` only. */
+  readonly read: MetadataRead | undefined;
+}
+
+/** isContentEvent's rule on a decoded event: the named payload field holds a non-empty string. */
+function hasTextIn(d: DecodedEvent, textFields: ReadonlyMap<string, string> | undefined): boolean {
+  const field = textFields?.get(d.type);
+  const text = field === undefined ? undefined : (d.event.payload as unknown as Record<string, unknown>)[field];
+  return typeof text === 'string' && text.length > 0;
+}
+
+/** The avsc internals the readers are generated from (avsc 5: Type#typeName, RecordType#fields, ...). */
+interface AvscNode {
+  readonly typeName: string;
+  readonly fields?: readonly AvscField[];
+  readonly types?: readonly AvscNode[];
+  readonly itemsType?: AvscNode;
+  readonly valuesType?: AvscNode;
+  readonly symbols?: readonly string[];
+  readonly size?: number;
+  schema(): unknown;
+  decode(buf: Buffer, pos: number, resolver?: unknown): { value: unknown; offset: number };
+  createResolver(writer: AvscNode): unknown;
+}
+
+interface AvscField {
+  readonly name: string;
+  readonly type: AvscNode;
+  readonly aliases: readonly string[];
+  defaultValue(): unknown;
+}
+
+/** A writer schema the generated reader does not handle: that writer is read with `decode`. */
+class MetadataReadUnsupported extends Error {}
+
+/** Largest long avsc reads without "potential precision loss" (its isSafeLong: 2^53 − 2). */
+const SAFE_LONG = 2 ** 53 - 2;
+
+/**
+ * Strings that repeat (type, code, producer, epoch, tenant, PCI requirement ids) are taken from a
+ * few remembered ones instead of being decoded again: the same bytes give the same string (avsc
+ * decodes with Buffer#utf8Slice, as this does). A field whose values rarely repeat (event ids)
+ * stops looking after a while.
+ */
+class StringMemo {
+  readonly #bytes: Uint8Array[] = [];
+  readonly #strings: string[] = [];
+  #hits = 0;
+  #misses = 0;
+  #off = false;
+
+  get(b: Buffer & { utf8Slice(start: number, end: number): string }, start: number, n: number): string {
+    if (this.#off) return b.utf8Slice(start, start + n);
+    const list = this.#bytes;
+    for (let i = 0; i < list.length; i++) {
+      const e = list[i]!;
+      if (e.length !== n) continue;
+      // From the end: ids and names of one kind differ there (gateway-1 / gateway-2, UUIDv7s).
+      let j = n - 1;
+      while (j >= 0 && e[j] === b[start + j]) j--;
+      if (j < 0) {
+        this.#hits++;
+        return this.#strings[i]!;
+      }
+    }
+    const s = b.utf8Slice(start, start + n);
+    if (list.length < 16) {
+      list.push(new Uint8Array(b.subarray(start, start + n)));
+      this.#strings.push(s);
+    }
+    if (++this.#misses > 64 && this.#misses > this.#hits) this.#off = true;
+    return s;
+  }
+}
+
+/**
+ * Shared by every generated reader: a varint of more than one byte, exactly as avsc's
+ * Tap#readLong reads it (a varint running past the end reads as zero bits there too; the end is
+ * checked after). It returns the value and leaves the position after it in `rlEnd`. The one-byte
+ * case (lengths, counts, indexes) is inline in the generated code, which keeps its position in a local.
+ */
+const METADATA_RUNTIME = `
+  let rlEnd = 0;
+  function rl(u, q) {
+    let n = 0, k = 0, b, h;
+    do { b = u[q++]; h = b & 0x80; n |= (b & 0x7f) << k; k += 7; } while (h && k < 28);
+    if (h) {
+      let f = n, fk = 268435456;
+      do { b = u[q++]; f += (b & 0x7f) * fk; fk *= 128; } while (b & 0x80);
+      rlEnd = q;
+      return (f % 2 ? -(f + 1) : f) / 2;
+    }
+    rlEnd = q;
+    return (n >> 1) ^ -(n & 1);
+  }`;
+
+/**
+ * Generates the reader for one writer schema, resolved into the current `reader` as decode resolves
+ * it; `field` names the payload field whose text presence to report. Throws
+ * MetadataReadUnsupported when the writer is to be read with decode.
+ */
+function compileMetadataRead(writer: RegistryEntry, reader: LoadedSchema, field: string | undefined, mode: MetadataMode): MetadataRead {
+  const w = writer.schema.avroType as unknown as AvscNode;
+  const r = reader.avroType as unknown as AvscNode;
+  const wFields = w.fields ?? [];
+  const rFields = r.fields ?? [];
+  const resolving = writer.schema.fingerprintHex !== reader.fingerprintHex;
+  const wMeta = wFields[0];
+  const rMeta = rFields.find((f) => f.name === 'metadata');
+  if (w.typeName !== 'record' || r.typeName !== 'record' || wMeta?.name !== 'metadata' || rMeta === undefined) {
+    throw new MetadataReadUnsupported('metadata is not the first field');
+  }
+
+  const consts: unknown[] = [];
+  const k = (v: unknown): string => {
+    consts.push(v);
+    return `K[${consts.length - 1}]`;
+  };
+  let vars = 0;
+  const fresh = (): string => `v${vars++}`;
+  const lines: string[] = [];
+  const emit = (s: string): void => void lines.push(s);
+  const fail = 'return undefined;';
+  /** Code reading a long into the fresh variable `v`. */
+  const long = (v: string): void => emit(`let ${v} = buf[p]; if (${v} < 0x80) { p += 1; ${v} = (${v} >> 1) ^ -(${v} & 1); } else { ${v} = rl(buf, p); p = rlEnd; }`);
+  const length = (l: string): void => {
+    long(l);
+    emit(`if (${l} < 0 || p + ${l} > end) ${fail}`);
+  };
+  /** Code for the blocks of an array or map: `body` once per item, the count in `c`. */
+  const blocks = (c: string, body: () => void): void => {
+    // A negative count (followed by a byte size) is valid Avro, but avsc's read and skip treat it
+    // differently: left to decode, as is a count the rest of the body cannot hold.
+    emit('for (;;) {');
+    long(c);
+    emit(`if (${c} === 0) break; if (${c} < 0 || ${c} > end - p) ${fail} while (${c}-- > 0) {`);
+    body();
+    emit(`} if (p > end) ${fail} }`);
+  };
+
+  /** Code walking over one value of `t` as avsc's reader reads it, refusing what it might refuse. */
+  const walk = (t: AvscNode): void => {
+    switch (t.typeName) {
+      case 'null':
+        return;
+      case 'boolean':
+        emit('p += 1;');
+        return;
+      case 'int':
+        emit('while (buf[p++] & 0x80);');
+        return;
+      case 'long': {
+        const x = fresh();
+        emit('{');
+        long(x);
+        emit(`if (!(${x} >= -${SAFE_LONG} && ${x} <= ${SAFE_LONG})) ${fail} }`);
+        return;
+      }
+      case 'float':
+        emit('p += 4;');
+        return;
+      case 'double':
+        emit('p += 8;');
+        return;
+      case 'string':
+      case 'bytes': {
+        const l = fresh();
+        emit('{');
+        length(l);
+        emit(`p += ${l}; }`);
+        return;
+      }
+      case 'fixed':
+        emit(`p += ${t.size ?? 0};`);
+        return;
+      case 'enum': {
+        const i = fresh();
+        emit('{');
+        long(i);
+        emit(`if (!(${i} >= 0 && ${i} < ${t.symbols?.length ?? 0})) ${fail} }`);
+        return;
+      }
+      case 'union:unwrapped': {
+        const i = fresh();
+        emit('{');
+        long(i);
+        emit(`switch (${i}) {`);
+        (t.types ?? []).forEach((b, i) => {
+          emit(`case ${i}: {`);
+          walk(b);
+          emit('break; }');
+        });
+        emit(`default: ${fail} } }`);
+        return;
+      }
+      case 'array':
+        blocks(fresh(), () => walk(t.itemsType!));
+        return;
+      case 'map':
+        blocks(fresh(), () => {
+          const l = fresh();
+          length(l);
+          emit(`p += ${l};`);
+          walk(t.valuesType!);
+        });
+        return;
+      case 'record':
+        for (const f of t.fields ?? []) walk(f.type);
+        return;
+      default:
+        throw new MetadataReadUnsupported(`cannot walk ${t.typeName}`);
+    }
+  };
+
+  /** Code reading a value of `t` into the fresh variable `v`, as avsc builds it (records as plain objects). */
+  const read = (t: AvscNode, v: string): void => {
+    switch (t.typeName) {
+      case 'null':
+        emit(`const ${v} = null;`);
+        return;
+      case 'boolean':
+        emit(`const ${v} = !!buf[p++];`);
+        return;
+      case 'int':
+        long(v);
+        return;
+      case 'long':
+        long(v);
+        emit(`if (!(${v} >= -${SAFE_LONG} && ${v} <= ${SAFE_LONG})) ${fail}`);
+        return;
+      case 'string': {
+        const l = fresh();
+        emit(`let ${v}; {`);
+        length(l);
+        emit(`${v} = ${k(new StringMemo())}.get(buf, p, ${l}); p += ${l}; }`);
+        return;
+      }
+      case 'fixed': {
+        // A copy, as avsc's readFixed makes (from its pool; Buffer.allocUnsafe's here).
+        const size = t.size ?? 0;
+        emit(`if (p + ${size} > end) ${fail} const ${v} = Buffer.allocUnsafe(${size}); for (let i = 0; i < ${size}; i++) ${v}[i] = buf[p + i]; p += ${size};`);
+        return;
+      }
+      case 'enum': {
+        const i = fresh();
+        long(i);
+        emit(`const ${v} = ${k(t.symbols ?? [])}[${i}]; if (${v} === undefined) ${fail}`);
+        return;
+      }
+      case 'union:unwrapped': {
+        const i = fresh();
+        long(i);
+        emit(`let ${v}; switch (${i}) {`);
+        (t.types ?? []).forEach((b, i) => {
+          const inner = fresh();
+          emit(`case ${i}: {`);
+          read(b, inner);
+          emit(`${v} = ${inner}; break; }`);
+        });
+        emit(`default: ${fail} }`);
+        return;
+      }
+      case 'array':
+        emit(`const ${v} = [];`);
+        blocks(fresh(), () => {
+          const item = fresh();
+          read(t.itemsType!, item);
+          emit(`${v}.push(${item});`);
+        });
+        return;
+      case 'record': {
+        const fields = t.fields ?? [];
+        const values = fields.map(() => fresh());
+        fields.forEach((f, i) => read(f.type, values[i]!));
+        // An object literal in field order: every record read has one shape, like avsc's constructor.
+        emit(`const ${v} = { ${fields.map((f, i) => `${JSON.stringify(f.name)}: ${values[i]!}`).join(', ')} };`);
+        return;
+      }
+      default:
+        // bytes, maps, floats: not in the metadata record; a writer with them is read by decode.
+        throw new MetadataReadUnsupported(`cannot read ${t.typeName}`);
+    }
+  };
+
+  /** Code walking over a string or ["null", string] value, noting a non-empty string (n > 0 bytes decode to ≥ 1 character). */
+  const probe = (t: AvscNode): void => {
+    const l = fresh();
+    if (t.typeName === 'string') {
+      emit('{');
+      length(l);
+      emit(`if (${l} > 0) text = true; p += ${l}; }`);
+      return;
+    }
+    const branches = t.typeName === 'union:unwrapped' ? (t.types ?? []) : [];
+    const s = branches.findIndex((b) => b.typeName === 'string');
+    if (branches.length !== 2 || s < 0 || branches[1 - s]?.typeName !== 'null') throw new MetadataReadUnsupported('text field is not a string');
+    const i = fresh();
+    long(i);
+    emit(`switch (${i}) { case ${1 - s}: break; case ${s}: {`);
+    length(l);
+    emit(`if (${l} > 0) text = true; p += ${l}; break; } default: ${fail} }`);
+  };
+
+  // The metadata as the reader resolves it: read directly when the writer's layout is the reader's
+  // (same canonical form: same fields, types and order), else through avsc's resolver for that record.
+  const sameLayout = JSON.stringify(wMeta.type.schema()) === JSON.stringify(rMeta.type.schema());
+  const typeName = JSON.stringify(writer.type);
+  /** Expressions of the chain fields (mode 'chain'). */
+  const chain = new Map<string, string>();
+  if (!sameLayout) {
+    const resolver = rMeta.type.createResolver(wMeta.type);
+    emit(`const decoded = ${k(rMeta.type)}.decode(buf, p, ${k(resolver)}); if (decoded.offset < 0) ${fail} p = decoded.offset; const metadata = decoded.value;`);
+    emit(`if (metadata.type !== ${typeName}) ${fail}`);
+    for (const name of CHAIN_FIELDS) chain.set(name, `metadata.${name}`);
+  } else if (mode === 'metadata') {
+    read(wMeta.type, 'metadata');
+    emit(`if (metadata.type !== ${typeName}) ${fail}`);
+  } else {
+    // Only the chain fields are built; `type` is compared with the header's type in place.
+    const metaFields = wMeta.type.fields ?? [];
+    for (const name of [...CHAIN_FIELDS, 'type']) {
+      if (!metaFields.some((f) => f.name === name)) throw new MetadataReadUnsupported(`metadata has no ${name}`);
+    }
+    const typeBytes = Buffer.from(writer.type);
+    for (const f of metaFields) {
+      if (f.name === 'type') {
+        if (f.type.typeName !== 'string') throw new MetadataReadUnsupported('metadata.type is not a string');
+        const l = fresh();
+        emit('{');
+        length(l);
+        emit(`if (${l} !== ${typeBytes.length}) ${fail} const t = ${k(typeBytes)}; for (let i = 0; i < ${typeBytes.length}; i++) if (buf[p + i] !== t[i]) ${fail} p += ${l}; }`);
+      } else if (f.name === 'prevHash' && f.type.typeName === 'fixed') {
+        // A view: the bytes are kept by whoever verifies them anyway.
+        const v = fresh();
+        const size = f.type.size ?? 0;
+        emit(`if (p + ${size} > end) ${fail} const ${v} = buf.subarray(p, p + ${size}); p += ${size};`);
+        chain.set(f.name, v);
+      } else if ((CHAIN_FIELDS as readonly string[]).includes(f.name)) {
+        const v = fresh();
+        read(f.type, v);
+        chain.set(f.name, v);
+      } else walk(f.type);
+    }
+  }
+  const schemaVersion = mode === 'metadata' ? 'metadata.schemaVersion' : chain.get('schemaVersion')!;
+  emit(`if (!${k(writer.versions)}.includes(${schemaVersion})) ${fail}`);
+
+  // The rest of the body, walked; the payload's text field probed.
+  let textConst = false;
+  for (const f of wFields.slice(1)) {
+    if (field === undefined || f.name !== 'payload') {
+      walk(f.type);
+      continue;
+    }
+    const rPayload = rFields.find((x) => x.name === 'payload');
+    if (rPayload === undefined || rPayload.aliases.length > 0 || f.type.typeName !== 'record' || rPayload.type.typeName !== 'record') {
+      throw new MetadataReadUnsupported('payload is not a record');
+    }
+    const rText = (rPayload.type.fields ?? []).find((x) => x.name === field);
+    if (rText === undefined) {
+      // The decoded payload has no such field: never text.
+      walk(f.type);
+      continue;
+    }
+    const rTextType = rText.type.typeName === 'union:unwrapped' ? (rText.type.types ?? []).map((b) => b.typeName).join() : rText.type.typeName;
+    if (!['string', 'null,string', 'string,null'].includes(rTextType)) throw new MetadataReadUnsupported('text field is not a string');
+    if (resolving && rText.aliases.length > 0) throw new MetadataReadUnsupported('aliased text field');
+    const pFields = f.type.fields ?? [];
+    if (!pFields.some((x) => x.name === field)) {
+      // Written before the field existed: the decoded event holds the reader's default.
+      const d = rText.defaultValue();
+      textConst = typeof d === 'string' && d.length > 0;
+    }
+    for (const x of pFields) {
+      if (x.name === field) probe(x.type);
+      else walk(x.type);
+    }
+  }
+  emit(`if (p !== end) ${fail}`);
+  if (mode === 'metadata') {
+    emit(`return { type: ${typeName}, writerVersion: metadata.schemaVersion, fingerprint: ${JSON.stringify(writer.schema.fingerprintHex)}, metadata, hasText: text };`);
+  } else {
+    const v = (name: string): string => chain.get(name)!;
+    emit(
+      `return { type: ${typeName}, writerVersion: ${v('schemaVersion')}, eventId: ${v('eventId')}, producer: ${v('producer')}, producerEpoch: ${v('producerEpoch')}, sequence: ${v('sequence')}, prevHash: ${v('prevHash')}, timeUs: ${v('timeUs')}, hasText: text };`,
+    );
+  }
+
+  const src = `${METADATA_RUNTIME}
+  return function readMetadata(buf) {
+    const end = buf.length;
+    let p = ${HEADER_BYTES};
+    let text = ${String(textConst)};
+    try {
+      ${lines.join('\n      ')}
+    } catch {
+      // Anything the walk did not foresee: decode decides.
+      return undefined;
+    }
+  };`;
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated once per writer schema, from names avsc validated
+  return new Function('K', src)(consts) as MetadataRead;
+}
+
 export function createEventCodec(options: { schemaSet?: SchemaSet; registry?: SchemaRegistry } = {}): EventCodec {
   const registry = options.registry ?? SchemaRegistry.fromSchemaSet(options.schemaSet ?? loadSchemaSet());
   return new EventCodec(registry);
@@ -328,4 +910,14 @@ export function encodeEvent(event: AnyAttestEvent): Buffer {
 
 export function decodeEvent(bytes: Uint8Array): DecodedEvent {
   return getDefaultCodec().decode(bytes);
+}
+
+/** `decodeMetadata` with the default codec (EventCodec.decodeMetadata). */
+export function decodeEventMetadata(bytes: Uint8Array, textFields?: ReadonlyMap<string, string>): DecodedMetadata {
+  return getDefaultCodec().decodeMetadata(bytes, textFields);
+}
+
+/** `decodeChainMetadata` with the default codec (EventCodec.decodeChainMetadata). */
+export function decodeEventChainMetadata(bytes: Uint8Array, textFields?: ReadonlyMap<string, string>): DecodedChainMetadata {
+  return getDefaultCodec().decodeChainMetadata(bytes, textFields);
 }

@@ -1,5 +1,7 @@
-import { isContentEvent } from '../dlp/content-fields';
+import { CONTENT_FIELDS } from '../dlp/content-fields';
 import { decodeEvent, type AnyAttestEvent, type PayloadOf } from '../events';
+// Not re-exported by ../events (index.ts) yet.
+import { decodeEventChainMetadata } from '../events/codec';
 import { checkpointFromParts, hashEquals, sha256, verifyProducerLog, maxGapUsFor, type Cadence, type Finding, type SignedCheckpoint, type VerifyEvent, type VerifyReport } from '../integrity';
 import type { JSONWebKeySet } from 'jose';
 
@@ -48,6 +50,19 @@ export interface RedactionClaim {
   readonly redactedBy: string;
 }
 
+/**
+ * The content field of each content event type (isContentEvent): decodeEventChainMetadata says
+ * whether it holds text, without decoding the payload.
+ */
+const CONTENT_TEXT: ReadonlyMap<string, string> = new Map(CONTENT_FIELDS.map((c) => [c.type, c.field]));
+
+/**
+ * Every field the chain check needs comes from the event's metadata, decoded from its signed bytes
+ * (`decodeEventChainMetadata`: those fields of the metadata record only, the rest of the body walked
+ * over and checked, so a record fails exactly as a full decode would fail). Decoded whole only where
+ * the content is used: integrity.checkpoint (its payload is the checkpoint), data.masked
+ * (attestations), and `decoded` when read.
+ */
 export function splitForVerification(records: Iterable<EvidenceRecord>, opts: { dropIdenticalCopies?: boolean } = {}): SplitEvents {
   const events: VerifyEvent[] = [];
   const redactions: RedactionClaim[] = [];
@@ -63,15 +78,17 @@ export function splitForVerification(records: Iterable<EvidenceRecord>, opts: { 
   for (const record of records) {
     const redacted = record instanceof Uint8Array ? undefined : record;
     const bytes = redacted === undefined ? (record as Uint8Array) : redacted.bytes;
-    const d = decodeEvent(bytes);
+    const m = decodeEventChainMetadata(bytes, CONTENT_TEXT);
     if (byId !== undefined) {
-      const first = byId.get(d.event.metadata.eventId);
+      const first = byId.get(m.eventId);
       if (first !== undefined && Buffer.compare(first, bytes) === 0) continue;
-      if (first === undefined) byId.set(d.event.metadata.eventId, bytes);
+      if (first === undefined) byId.set(m.eventId, bytes);
     }
     kept.push(bytes);
-    if (d.type === 'data.masked') attestations.push(d.event as AnyAttestEvent);
-    if (d.type === 'integrity.checkpoint') {
+    if (m.type === 'data.masked') attestations.push(decodeEvent(bytes).event as AnyAttestEvent);
+    if (m.type === 'integrity.checkpoint') {
+      const d = decodeEvent(bytes);
+      if (d.type !== 'integrity.checkpoint') throw new Error('unreachable: decode and decodeChainMetadata disagree on the type');
       const p = d.event.payload;
       checkpoints.push(
         checkpointFromParts(
@@ -94,7 +111,6 @@ export function splitForVerification(records: Iterable<EvidenceRecord>, opts: { 
       );
       continue;
     }
-    const m = d.event.metadata;
     const epoch = m.producerEpoch ?? '';
     if (redacted !== undefined) {
       redactions.push({ eventId: m.eventId, producer: m.producer, epoch, sequence: m.sequence, originalHash: redacted.originalHash, redactedHash: sha256(bytes), redactedBy: redacted.redactedBy });
@@ -111,7 +127,8 @@ export function splitForVerification(records: Iterable<EvidenceRecord>, opts: { 
       bytes,
       hash: redacted === undefined ? undefined : redacted.originalHash,
       // Stored by the DLP content stage, apart from the writer's rows: no storage order to check.
-      unordered: isContentEvent(d.event) ? true : undefined,
+      // isContentEvent(event), read from the bytes without decoding the payload.
+      unordered: m.hasText ? true : undefined,
     });
   }
   let decoded: AnyAttestEvent[] | undefined;
