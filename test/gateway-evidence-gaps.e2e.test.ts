@@ -215,6 +215,7 @@ describe('refusals and failures that must be evidence', () => {
     const done = (await mine('slow-up')).filter((e) => e.metadata.type === 'gateway.response.completed');
     expect(done).toHaveLength(1);
     expect(done[0]!.outcome).toMatchObject({ result: 'failure', reason: 'upstream_timeout' });
-    expect(done[0]!.payload).toMatchObject({ aborted: false, stream: true });
+    // Ended early (aborted), by the gateway's timeout, not by the caller.
+    expect(done[0]!.payload).toMatchObject({ aborted: true, stream: true });
   });
 });

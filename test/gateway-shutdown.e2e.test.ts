@@ -117,5 +117,6 @@ it('records the completion of a stream cut when the grace period ends, before th
   const completed = report.decoded.filter((e) => e.metadata.type === 'gateway.response.completed' && e.correlation.requestId === requestId);
   expect(completed).toHaveLength(1);
   expect(completed[0]!.payload).toMatchObject({ aborted: true });
+  expect(completed[0]!.outcome).toMatchObject({ result: 'failure', reason: 'gateway_shutdown' });
   expect(report.decoded.at(-1)?.metadata.type).toBe('integrity.checkpoint');
 });

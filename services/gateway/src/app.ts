@@ -683,6 +683,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
         status: failure?.status ?? 499,
         stopReason: null,
         aborted: clientGone,
+        // A connection that went while shutting down was most likely cut by the gateway's grace.
+        failure: clientGone && closing ? 'gateway_shutdown' : null,
         content: null,
         contentBytes: 0,
         contentDigest: sha256(''),
@@ -799,7 +801,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     }
     if (recorder) {
       const s = masker.summary;
-      const aborted = ctx.outcome === 'client_aborted';
+      // Ended early (the schema's `aborted`): by the caller, by the upstream, or cut by the gateway.
+      const aborted = ctx.outcome === 'client_aborted' || ctx.outcome === 'upstream_timeout' || ctx.outcome === 'upstream_stream_failed';
       const facts_: Omit<ResponseFacts, 'latencyUs'> = {
         status: blocked ? 403 : 200,
         stopReason: s.stopReason,
@@ -812,7 +815,14 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
         usage: s.sawUsage ? { inputTokens: s.inputTokens, outputTokens: s.outputTokens, cacheReadInputTokens: s.cacheRead, cacheCreationInputTokens: s.cacheCreation } : null,
         ttfbUs,
         // The stream began with 200, but it did not end as the model's answer.
-        failure: ctx.outcome === 'upstream_timeout' || ctx.outcome === 'upstream_stream_failed' ? ctx.outcome : s.error !== null ? `upstream_${s.error}` : null,
+        failure:
+          ctx.outcome === 'upstream_timeout' || ctx.outcome === 'upstream_stream_failed'
+            ? ctx.outcome
+            : ctx.outcome === 'client_aborted' && closing
+              ? 'gateway_shutdown' // cut when the shutdown grace ran out
+              : s.error !== null
+                ? `upstream_${s.error}`
+                : null,
       };
       const recorded = blocked
         ? (await refuseStreamed(request, blocked), true)

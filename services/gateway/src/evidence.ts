@@ -214,7 +214,7 @@ export class GatewayRecorder {
         actor: p.actor,
         source: p.source,
         target: p.target,
-        outcome: { result: r.status < 400 && !r.aborted && !r.failure ? 'success' : 'failure', status: r.status, reason: r.aborted ? 'client_aborted' : (r.failure ?? null) },
+        outcome: { result: r.status < 400 && !r.aborted && !r.failure ? 'success' : 'failure', status: r.status, reason: r.failure ?? (r.aborted ? 'client_aborted' : null) },
         correlation: p.correlation,
         payload: {
           upstreamStatus: r.status,
