@@ -31,14 +31,14 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { JSONWebKeySet } from 'jose';
 import pino from 'pino';
-import { isContentEvent } from '../services/common/src/dlp/content-fields';
 import { openEvidence } from '../services/common/src/evidence/producer';
-import { checkRedactions, splitForVerification, verifyEncodedEvents, type EvidenceRecord, type RedactionClaim } from '../services/common/src/evidence/verify-events';
+import { checkRedactions, splitForVerification, verifyEncodedEvents, type EvidenceRecord } from '../services/common/src/evidence/verify-events';
 import { chainEvent, decodeEvent, encodeEvent, newEvent, type AnyAttestEvent } from '../services/common/src/events';
 import { decodeEventChainMetadata } from '../services/common/src/events/codec';
 import { createTokenVerifier, DevIssuer } from '../services/common/src/identity';
-import { checkpointFromParts, DEFAULT_CADENCE, InMemoryKeyStore, Keyring, maxGapUsFor, ProducerChain, sha256, verifyProducerLog, type SignedCheckpoint, type VerifyEvent } from '../services/common/src/integrity';
+import { DEFAULT_CADENCE, InMemoryKeyStore, Keyring, maxGapUsFor, ProducerChain, sha256, verifyProducerLog, type SignedCheckpoint } from '../services/common/src/integrity';
 import { MemoryEventLog } from '../services/common/src/log';
+import { referenceSplit } from '../test/support/split-reference';
 import { ChdbEvidenceStore, toStoredEvent } from '../services/common/src/store';
 import { generateEvents, mainThreadCpuMs } from '../services/common/src/store/testing';
 import { buildConsole, readForVerification } from '../services/console/src/app';
@@ -63,48 +63,10 @@ const gc = (globalThis as { gc?: () => void }).gc;
 
 // ---- the previous code, kept as the "before" side ----
 
-/** splitForVerification before the metadata-only decode: every record decoded whole. */
-function splitBefore(records: Iterable<EvidenceRecord>, opts: { dropIdenticalCopies?: boolean } = {}) {
-  const events: VerifyEvent[] = [];
-  const redactions: RedactionClaim[] = [];
-  const checkpoints: SignedCheckpoint[] = [];
-  const attestations: AnyAttestEvent[] = [];
-  const kept: Uint8Array[] = [];
-  const byId = opts.dropIdenticalCopies === true ? new Map<string, Uint8Array>() : undefined;
-  for (const record of records) {
-    const redacted = record instanceof Uint8Array ? undefined : record;
-    const bytes = redacted === undefined ? (record as Uint8Array) : redacted.bytes;
-    const d = decodeEvent(bytes);
-    if (byId !== undefined) {
-      const first = byId.get(d.event.metadata.eventId);
-      if (first !== undefined && Buffer.compare(first, bytes) === 0) continue;
-      if (first === undefined) byId.set(d.event.metadata.eventId, bytes);
-    }
-    kept.push(bytes);
-    if (d.type === 'data.masked') attestations.push(d.event as AnyAttestEvent);
-    if (d.type === 'integrity.checkpoint') {
-      const p = d.event.payload;
-      checkpoints.push(
-        checkpointFromParts(
-          { producer: p.producer, epoch: p.epoch, firstSequence: p.firstSequence, lastSequence: p.lastSequence, count: p.count, fromTimeUs: p.fromTimeUs, toTimeUs: p.toTimeUs, lastHash: p.lastHash, merkleRoot: p.merkleRoot, prevCheckpointHash: p.prevCheckpointHash, closed: p.closed, keyId: p.keyId },
-          p.signature,
-        ),
-      );
-      continue;
-    }
-    const m = d.event.metadata;
-    const epoch = m.producerEpoch ?? '';
-    if (redacted !== undefined) {
-      redactions.push({ eventId: m.eventId, producer: m.producer, epoch, sequence: m.sequence, originalHash: redacted.originalHash, redactedHash: sha256(bytes), redactedBy: redacted.redactedBy });
-    }
-    events.push({ eventId: m.eventId, producer: m.producer, epoch, sequence: m.sequence, prevHash: m.prevHash, timeUs: m.timeUs, bytes, hash: redacted === undefined ? undefined : redacted.originalHash, unordered: isContentEvent(d.event) ? true : undefined });
-  }
-  return { events, checkpoints, attestations, redactions, kept };
-}
 
 /** verifyEncodedEvents before (without the lazily decoded events, which neither side reads here). */
 async function verifyBefore(records: readonly EvidenceRecord[], jwks: JSONWebKeySet, opts: { window: { fromUs: number; toUs: number }; storageOrder: boolean }) {
-  const split = splitBefore(records, { dropIdenticalCopies: !opts.storageOrder });
+  const split = referenceSplit(records, { dropIdenticalCopies: !opts.storageOrder });
   const report = await verifyProducerLog({ events: split.events, checkpoints: split.checkpoints, jwks, maxGapUs: maxGapUsFor(CADENCE), window: opts.window }, { checkOrder: opts.storageOrder });
   const unattested = checkRedactions(split.redactions, split.attestations);
   return { ...report, ok: report.ok && unattested.length === 0, findings: [...report.findings, ...unattested], redactedEvents: split.redactions.length - unattested.length };
@@ -280,7 +242,7 @@ async function verifyBench(log: Log): Promise<void> {
     if (!a.ok) throw new Error(`the benchmark log does not verify: ${JSON.stringify(a.findings.slice(0, 3))}`);
   }
   console.log(`reports identical before/after and ok (${n.toLocaleString()} records, both orders)\n`);
-  await pair('splitForVerification (store order)', n, () => splitBefore(stored), () => splitForVerification(stored));
+  await pair('splitForVerification (store order)', n, () => referenceSplit(stored), () => splitForVerification(stored));
   await pair('verifyEncodedEvents, store order, storageOrder: true (console)', n, () => verifyBefore(stored, log.jwks, { window: log.window, storageOrder: true }), () =>
     verifyEncodedEvents(stored, log.jwks, { cadence: CADENCE, window: log.window, storageOrder: true }),
   );
@@ -335,7 +297,7 @@ async function consoleBench(log: Log, count: number): Promise<void> {
     const total = await readRows(() => undefined);
     for (const [name, check] of [
       ['rows only (chdb, JSON text, hex → bytes)', () => undefined],
-      ['rows + decodeEvent per row (collect() today)', (b: Buffer) => decodeEvent(b)],
+      ['rows + decodeEvent per row (collect() before stop 11)', (b: Buffer) => decodeEvent(b)],
       ['rows + decodeEventChainMetadata per row (same refusals)', (b: Buffer) => decodeEventChainMetadata(b)],
     ] as const) {
       const s: Sample[] = [];

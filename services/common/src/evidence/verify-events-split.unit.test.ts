@@ -6,52 +6,14 @@
  */
 import type { JSONWebKeySet } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { isContentEvent } from '../dlp/content-fields';
 import { chainEvent, decodeEvent, encodeEvent, newEvent, type AnyAttestEvent, type AttestEvent } from '../events';
-import { checkpointFromParts, InMemoryKeyStore, Keyring, maxGapUsFor, ProducerChain, sha256, verifyProducerLog, type Cadence, type SignedCheckpoint, type VerifyEvent, type VerifyReport } from '../integrity';
+import { InMemoryKeyStore, Keyring, maxGapUsFor, ProducerChain, sha256, verifyProducerLog, type Cadence, type SignedCheckpoint, type VerifyReport } from '../integrity';
 import { generateEventList, prng } from '../store/testing';
-import { checkRedactions, splitForVerification, verifyEncodedEvents, type EvidenceRecord, type RedactionClaim } from './verify-events';
+import { referenceSplit } from '../../../../test/support/split-reference';
+import { checkRedactions, splitForVerification, verifyEncodedEvents, type EvidenceRecord } from './verify-events';
 
 const CADENCE: Cadence = { everyEvents: 50, everyMs: 60_000 };
 
-/** splitForVerification as it was before the metadata-only decode (every record decoded whole). */
-function referenceSplit(records: Iterable<EvidenceRecord>, opts: { dropIdenticalCopies?: boolean } = {}) {
-  const events: VerifyEvent[] = [];
-  const redactions: RedactionClaim[] = [];
-  const checkpoints: SignedCheckpoint[] = [];
-  const attestations: AnyAttestEvent[] = [];
-  const kept: Uint8Array[] = [];
-  const byId = opts.dropIdenticalCopies === true ? new Map<string, Uint8Array>() : undefined;
-  for (const record of records) {
-    const redacted = record instanceof Uint8Array ? undefined : record;
-    const bytes = redacted === undefined ? (record as Uint8Array) : redacted.bytes;
-    const d = decodeEvent(bytes);
-    if (byId !== undefined) {
-      const first = byId.get(d.event.metadata.eventId);
-      if (first !== undefined && Buffer.compare(first, bytes) === 0) continue;
-      if (first === undefined) byId.set(d.event.metadata.eventId, bytes);
-    }
-    kept.push(bytes);
-    if (d.type === 'data.masked') attestations.push(d.event as AnyAttestEvent);
-    if (d.type === 'integrity.checkpoint') {
-      const p = d.event.payload;
-      checkpoints.push(
-        checkpointFromParts(
-          { producer: p.producer, epoch: p.epoch, firstSequence: p.firstSequence, lastSequence: p.lastSequence, count: p.count, fromTimeUs: p.fromTimeUs, toTimeUs: p.toTimeUs, lastHash: p.lastHash, merkleRoot: p.merkleRoot, prevCheckpointHash: p.prevCheckpointHash, closed: p.closed, keyId: p.keyId },
-          p.signature,
-        ),
-      );
-      continue;
-    }
-    const m = d.event.metadata;
-    const epoch = m.producerEpoch ?? '';
-    if (redacted !== undefined) {
-      redactions.push({ eventId: m.eventId, producer: m.producer, epoch, sequence: m.sequence, originalHash: redacted.originalHash, redactedHash: sha256(bytes), redactedBy: redacted.redactedBy });
-    }
-    events.push({ eventId: m.eventId, producer: m.producer, epoch, sequence: m.sequence, prevHash: m.prevHash, timeUs: m.timeUs, bytes, hash: redacted === undefined ? undefined : redacted.originalHash, unordered: isContentEvent(d.event) ? true : undefined });
-  }
-  return { events, checkpoints, attestations, redactions, decoded: kept.map((b) => decodeEvent(b).event as AnyAttestEvent) };
-}
 
 /** verifyEncodedEvents as it was, over the reference split. */
 async function referenceVerify(records: readonly EvidenceRecord[], jwks: JSONWebKeySet, opts: { window: { fromUs: number; toUs: number }; storageOrder: boolean }) {
