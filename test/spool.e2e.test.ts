@@ -77,8 +77,13 @@ describe('spooling through a Kafka outage', () => {
     const ids: string[] = [];
     ids.push((await ask()).response.headers.get('x-attest-request-id')!);
 
+    const gauge = async (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await (await fetch(`${platform!.gateway.url}/metrics`)).text())?.[1]);
+    expect(await gauge('attest_evidence_spooling')).toBe(0);
+
     await kafka.stop!();
     for (let i = 0; i < 3; i++) ids.push((await ask()).response.headers.get('x-attest-request-id')!);
+    // What an operator's alert reads: evidence is only on this machine's disk.
+    expect(await gauge('attest_evidence_spooling')).toBe(1);
     await kafka.start!();
 
     await expect
@@ -88,6 +93,8 @@ describe('spooling through a Kafka outage', () => {
         return ids.every((id) => completed.has(id)) && evs.some((e) => e.metadata.type === 'audit.stopped' && e.metadata.producer.startsWith('spool-platform-'));
       }, { timeout: 90_000, interval: 1000 })
       .toBe(true);
+    await expect.poll(() => gauge('attest_evidence_spooling'), { timeout: 30_000 }).toBe(0);
+    expect(await gauge('attest_evidence_spool_drain_stalled')).toBe(0);
     const evs = await events();
     const perRequest = ids.map((id) => evs.filter((e) => e.metadata.type === 'gateway.response.completed' && e.correlation.requestId === id).length);
     expect(perRequest).toEqual([1, 1, 1, 1]);

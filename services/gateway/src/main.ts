@@ -11,7 +11,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { ControlState, ControlSubscriber, trustKeyDirectory, type TrustSource } from '../../common/src/control';
 import { FileEventLog } from '../../common/src/log';
-import { createGatewayMetrics } from './metrics';
+import { SpoolingEventLog } from '../../common/src/log/spooling-log';
+import { createGatewayMetrics, registerSpoolMetrics } from './metrics';
 
 const SOFTWARE_VERSION = '0.1.0';
 
@@ -102,6 +103,8 @@ export async function startGateway(
   const policyVersion = createHash('sha256').update(loaded.text).digest('hex').slice(0, 12);
   const recorder = new GatewayRecorder(evidence.emitter, evidence.panKey, { id: loaded.file, version: policyVersion }, new URL(config.upstream.anthropic.baseUrl).host);
   const exchanges = new InFlightExchanges();
+  const metrics = createGatewayMetrics({ defaultMetrics: true });
+  if (opts.log instanceof SpoolingEventLog) registerSpoolMetrics(metrics.registry, opts.log);
   const app = await buildGateway({
     exchanges,
     config,
@@ -114,7 +117,7 @@ export async function startGateway(
     holder: () => ({ gatewayId: evidence.emitter.producer.id, instanceId: evidence.emitter.producer.epoch }),
     // A derived key, not the PAN key itself: approval digests of bodies that may hold raw PANs.
     digestKey: Buffer.from(evidence.panKey.hash('attest.approval.request-digest.v1'), 'base64url'),
-    metrics: createGatewayMetrics({ defaultMetrics: true }),
+    metrics,
   });
   // The evidence closes after the last in-flight exchange has been recorded, including exchanges
   // whose connection the shutdown grace cut (onClose hooks run last-registered first, so this one

@@ -65,3 +65,34 @@ export function createGatewayMetrics(opts: { defaultMetrics?: boolean } = {}) {
 }
 
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
+
+/** What the spool metrics read from the evidence log when it spools (SpoolingEventLog). */
+export interface SpoolState {
+  readonly isSpooling: boolean;
+  readonly stats: { readonly stalled: unknown };
+}
+
+/**
+ * Evidence spool gauges, read at scrape time: whether evidence is going to the local spool (the
+ * shared log is unreachable) and whether the spool's drain has stopped at a record the shared log
+ * refuses for good. Both deserve an alert: while either is 1, evidence is durable only on this
+ * machine's disk.
+ */
+export function registerSpoolMetrics(registry: Registry, spool: SpoolState): void {
+  new Gauge({
+    name: 'attest_evidence_spooling',
+    help: '1 while evidence is appended to the local spool because the shared event log (Kafka) is unreachable.',
+    registers: [registry],
+    collect() {
+      this.set(spool.isSpooling ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'attest_evidence_spool_drain_stalled',
+    help: '1 when the spool drain stopped at a record the shared event log refuses for good (see the error log line; raise the limit and restart).',
+    registers: [registry],
+    collect() {
+      this.set(spool.stats.stalled === undefined ? 0 : 1);
+    },
+  });
+}
