@@ -11,7 +11,7 @@ import { openEvidence, type EvidenceRuntime } from '../services/common/src/evide
 import { verifyEncodedEvents } from '../services/common/src/evidence/verify-events';
 import type { AnyAttestEvent } from '../services/common/src/events';
 import { createTokenVerifier, DevIssuer } from '../services/common/src/identity';
-import { FileEventLog } from '../services/common/src/log';
+import { FileEventLog, LogError } from '../services/common/src/log';
 import { buildGateway, InFlightExchanges } from '../services/gateway/src/app';
 import { GatewayRecorder } from '../services/gateway/src/evidence';
 import { startAnthropicStandin, type AnthropicStandin } from './harness/anthropic-standin';
@@ -44,6 +44,8 @@ let dev: DevIssuer;
 const exchanges = new InFlightExchanges();
 /** While set, every append to the evidence log waits ADMISSION_DELAY_MS first (a slow disk). */
 let slowAppends = false;
+/** The next appends' fates: true fails it (log_unavailable, nothing written: an outcome the emitter must treat as unknown). */
+const appendPlan: boolean[] = [];
 
 beforeAll(async () => {
   standin = await startAnthropicStandin({ deltaSpacingMs: 30 });
@@ -52,6 +54,7 @@ beforeAll(async () => {
   const append = log.append.bind(log);
   log.append = async (records) => {
     if (slowAppends) await new Promise((r) => setTimeout(r, ADMISSION_DELAY_MS));
+    if (appendPlan.shift() === true) throw new LogError('log_unavailable', 'injected: the disk did not answer', { retriable: true });
     return append(records);
   };
   evidence = await openEvidence({ dataDir: dir, log, component: 'gateway', producerId: 'gw-gone', tenantId: 't', logger: pino({ level: 'silent' }), configText: 'x', configFile: 'c.yaml', softwareVersion: 'test', cadence: CADENCE });
@@ -217,5 +220,38 @@ describe('refusals and failures that must be evidence', () => {
     expect(done[0]!.outcome).toMatchObject({ result: 'failure', reason: 'upstream_timeout' });
     // Ended early (aborted), by the gateway's timeout, not by the caller.
     expect(done[0]!.payload).toMatchObject({ aborted: true, stream: true });
+  });
+});
+
+describe('evidence that lands after the caller was refused for want of it', () => {
+  const ask = async (subject: string) => {
+    const res = await fetch(`${baseURL}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': await dev.mint({ subject, groups: ['developers'], audience: 'attest-dev', ttlSec: 600 }) },
+      body: JSON.stringify({ model: 'claude-sonnet-5-5', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    await res.arrayBuffer();
+    return res.status;
+  };
+  const typesOf = async (subject: string) =>
+    (await events()).filter((e) => e.actor.subject === subject).map((e) => (e.metadata.type === 'gateway.request.blocked' ? `blocked:${(e.payload as { ruleId: string; direction: string }).ruleId}:${(e.payload as { direction: string }).direction}` : e.metadata.type));
+
+  it('an admission whose append failed and landed later is followed by a block: the request was never forwarded', async () => {
+    const upstreamCalls = standin.requests.length;
+    appendPlan.push(true);
+    expect(await ask('late-admission')).toBe(503);
+    // The next exchange appends the earlier batch again first (the chain needs it), then its own.
+    expect(await ask('late-next')).toBe(200);
+    expect(standin.requests.length).toBe(upstreamCalls + 1);
+    await expect.poll(() => typesOf('late-admission')).toEqual(['gateway.request.received', 'policy.decided', 'gateway.request.forwarded', 'blocked:evidence.unavailable:request']);
+  });
+
+  it('a completion whose append failed and landed later is followed by a block: the answer was withheld', async () => {
+    appendPlan.push(false, true); // the admission passes, the completion fails
+    expect(await ask('late-completion')).toBe(503);
+    expect(await ask('late-next-2')).toBe(200);
+    await expect
+      .poll(() => typesOf('late-completion'))
+      .toEqual(['gateway.request.received', 'policy.decided', 'gateway.request.forwarded', 'gateway.response.completed', 'blocked:evidence.unavailable:response']);
   });
 });

@@ -168,7 +168,27 @@ export class GatewayRecorder {
         payload: { upstreamHost: this.upstreamHost, attempt: 1, credentialId: 'upstream.anthropic', masked: req.hits.length > 0 && req.action === 'mask', bodyBytes: req.forwardedBytes, bodyDigest: req.forwardedDigest },
       }),
     );
-    await this.emitter.emit(events, f.sessionId);
+    await this.emitter.emit(events, f.sessionId, { onLateConfirm: () => this.notDelivered(f, p, 'request') });
+  }
+
+  /**
+   * An append that failed with an unknown outcome is appended again later, for the chain's sake
+   * (emitter.ts, "in doubt"): the admission then says "forwarded" (or the completion says
+   * "completed") of an exchange the caller was refused with 503 evidence_unavailable, which was never
+   * forwarded (or whose answer was never delivered). This records what happened, once the log holds
+   * the late events: a block by the fail-closed policy, rule evidence.unavailable.
+   */
+  private notDelivered(f: ExchangeFacts, p: SharedParts, direction: 'request' | 'response'): void {
+    const what = direction === 'request' ? 'the request was not forwarded' : 'the response was not delivered to the caller';
+    const e = this.emitter.build('gateway.request.blocked', {
+      actor: p.actor,
+      source: p.source,
+      target: p.target,
+      outcome: { result: 'failure', status: 503, reason: `evidence confirmed only after the caller was refused with evidence_unavailable: ${what}` },
+      correlation: p.correlation,
+      payload: { ruleId: 'evidence.unavailable', direction, stage: 'policy', approvalId: null },
+    });
+    this.emitter.emit([e], f.sessionId).catch(() => undefined);
   }
 
   /**
@@ -232,7 +252,9 @@ export class GatewayRecorder {
       }),
     ];
     if (r.hits.length > 0) events.push(this.masked(p, 'response', r.hits, r.action, null, r.contentDigest));
-    await this.emitter.emit(events, f.sessionId);
+    // Only an answer withheld for want of this evidence needs the follow-up: a stream was delivered
+    // as it came (its caller got an error event at the end), an aborted exchange went nowhere.
+    await this.emitter.emit(events, f.sessionId, r.aborted || f.stream ? {} : { onLateConfirm: () => this.notDelivered(f, p, 'response') });
   }
 
   /** An approval.* event the gateway itself records (requested, released, cancelled). */
