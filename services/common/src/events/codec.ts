@@ -190,6 +190,8 @@ export class EventCodec {
   readonly #metadataPlans = new Map<RegistryEntry, Map<string, { reader: LoadedSchema; read: MetadataRead | undefined }>>();
   /** The reader used last per writer, with what it was chosen for (a caller passes the same options every time). */
   readonly #lastPlans = new Map<RegistryEntry, MetadataPlan>();
+  /** Body checks per writer (null: the writer schema has no array or map). */
+  readonly #bodyChecks = new Map<RegistryEntry, BodyCheck | null>();
 
   constructor(registry: SchemaRegistry) {
     this.registry = registry;
@@ -275,13 +277,17 @@ export class EventCodec {
       });
     }
     const reader = this.registry.current(writer.type);
+    // Same fingerprint, same canonical form (register refuses collisions): no resolution needed.
+    const resolver = writer.schema.fingerprintHex === reader.fingerprintHex ? undefined : this.#resolverFor(writer, reader);
+    // Before avsc allocates item by item: no array or map block may claim more items than the body holds.
+    const check = this.#bodyCheckFor(writer);
+    if (check !== undefined) {
+      const problem = check(buf);
+      if (problem !== undefined) throw blockError(writer, problem);
+    }
     let decoded: { value: unknown; offset: number };
     try {
-      // Same fingerprint, same canonical form (register refuses collisions): no resolution needed.
-      decoded =
-        writer.schema.fingerprintHex === reader.fingerprintHex
-          ? reader.avroType.decode(buf, HEADER_BYTES)
-          : reader.avroType.decode(buf, HEADER_BYTES, this.#resolverFor(writer, reader) as never);
+      decoded = resolver === undefined ? reader.avroType.decode(buf, HEADER_BYTES) : reader.avroType.decode(buf, HEADER_BYTES, resolver as never);
     } catch (cause) {
       if (cause instanceof EventError) throw cause;
       throw new EventError('event_schema_mismatch', `body does not decode as ${writer.type} v${writer.version}: ${String(cause)}`, {
@@ -398,7 +404,7 @@ export class EventCodec {
       try {
         // decode resolves an older writer into the current schema, and refuses one that does not resolve.
         if (writer.schema.fingerprintHex !== reader.fingerprintHex) this.#resolverFor(writer, reader);
-        read = compileMetadataRead(writer, reader, field, mode);
+        read = compileMetadataRead(writer, reader, field, mode, this.#bodyCheckFor(writer));
       } catch {
         read = undefined;
       }
@@ -407,6 +413,15 @@ export class EventCodec {
     const plan: MetadataPlan = { mode, textFields, generation, read };
     this.#lastPlans.set(writer, plan);
     return plan;
+  }
+
+  #bodyCheckFor(writer: RegistryEntry): BodyCheck | undefined {
+    let check = this.#bodyChecks.get(writer);
+    if (check === undefined) {
+      check = compileBodyCheck(writer.schema.avroType as unknown as AvscNode) ?? null;
+      this.#bodyChecks.set(writer, check);
+    }
+    return check ?? undefined;
   }
 
   #panScannerFor(schema: LoadedSchema): (value: unknown) => string[] {
@@ -588,7 +603,13 @@ const METADATA_RUNTIME = `
  * it; `field` names the payload field whose text presence to report. Throws
  * MetadataReadUnsupported when the writer is to be read with decode.
  */
-function compileMetadataRead(writer: RegistryEntry, reader: LoadedSchema, field: string | undefined, mode: MetadataMode): MetadataRead {
+function compileMetadataRead(
+  writer: RegistryEntry,
+  reader: LoadedSchema,
+  field: string | undefined,
+  mode: MetadataMode,
+  bodyCheck: BodyCheck | undefined,
+): MetadataRead {
   const w = writer.schema.avroType as unknown as AvscNode;
   const r = reader.avroType as unknown as AvscNode;
   const wFields = w.fields ?? [];
@@ -798,6 +819,8 @@ function compileMetadataRead(writer: RegistryEntry, reader: LoadedSchema, field:
   const chain = new Map<string, string>();
   if (!sameLayout) {
     const resolver = rMeta.type.createResolver(wMeta.type);
+    // avsc reads the metadata here: a block it cannot hold is left to decode, which refuses it.
+    if (bodyCheck !== undefined) emit(`if (${k(bodyCheck)}(buf) !== undefined) ${fail}`);
     emit(`const decoded = ${k(rMeta.type)}.decode(buf, p, ${k(resolver)}); if (decoded.offset < 0) ${fail} p = decoded.offset; const metadata = decoded.value;`);
     emit(`if (metadata.type !== ${typeName}) ${fail}`);
     for (const name of CHAIN_FIELDS) chain.set(name, `metadata.${name}`);
@@ -889,6 +912,219 @@ function compileMetadataRead(writer: RegistryEntry, reader: LoadedSchema, field:
   };`;
   // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated once per writer schema, from names avsc validated
   return new Function('K', src)(consts) as MetadataRead;
+}
+
+// ---- Block counts (EventCodec.decode) ----
+//
+// avsc reads an array or map block by block, allocating item by item for as many items as the
+// block's count says: a tampered count of 2^40 in a 500-byte event makes it loop and allocate until
+// the process runs out of memory. Every item of every array and map takes at least one byte (a
+// map's key is a string; the arrays hold strings and records of several fields: checked for every
+// schema, history included, when the check is built), so a count larger than the bytes left in
+// the body cannot be genuine. Before avsc reads a body, a check generated once per writer schema
+// walks it (nothing built) and refuses such a count, and a negative count whose byte size does not
+// fit or does not match its items (avsc's reader ignores the size, its skipper jumps by it).
+
+/** Items of an array whose items can take no bytes (none in the schemas) are bounded by this instead. */
+const MAX_EMPTY_ITEMS = 1 << 16;
+
+/** A block no body of this length can hold, as the body check reports it. */
+interface BlockProblem {
+  readonly kind: 'count' | 'empty_items' | 'size' | 'negative_size' | 'size_mismatch';
+  readonly container: 'array' | 'map';
+  /** Field path in the writer schema (array items as `[]`, map values as `{}`). */
+  readonly path: string;
+  readonly value: number;
+  /** Bytes left in the body after the count (and size); for size_mismatch, the bytes the items took. */
+  readonly left: number;
+}
+
+/** Undefined when decode may go on (avsc then accepts the body or raises its own error). */
+type BodyCheck = (buf: Buffer) => BlockProblem | undefined;
+
+/** The least number of bytes a value of `t` takes. */
+function minBytes(t: AvscNode, stack: ReadonlySet<AvscNode> = new Set()): number {
+  switch (t.typeName) {
+    case 'null':
+      return 0;
+    case 'float':
+      return 4;
+    case 'double':
+      return 8;
+    case 'fixed':
+      return t.size ?? 0;
+    case 'union:unwrapped':
+      return 1 + Math.min(...(t.types ?? []).map((b) => minBytes(b, stack)));
+    case 'record':
+      if (stack.has(t)) return 0;
+      return (t.fields ?? []).reduce((n, f) => n + minBytes(f.type, new Set([...stack, t])), 0);
+    default:
+      // boolean, int, long, enum, string, bytes, array, map: at least one byte.
+      return 1;
+  }
+}
+
+/** Whether a value of `t` can hold an array or a map. */
+function hasBlocks(t: AvscNode, stack: ReadonlySet<AvscNode> = new Set()): boolean {
+  switch (t.typeName) {
+    case 'array':
+    case 'map':
+      return true;
+    case 'union:unwrapped':
+      return (t.types ?? []).some((b) => hasBlocks(b, stack));
+    case 'record':
+      return !stack.has(t) && (t.fields ?? []).some((f) => hasBlocks(f.type, new Set([...stack, t])));
+    default:
+      return false;
+  }
+}
+
+/**
+ * Generates the body check of one writer schema (undefined when it has no array or map). It
+ * follows the body as avsc reads and skips it, byte for byte, up to the last array or map: a
+ * string, bytes or varint that runs past the end, a negative length or an unknown union index
+ * ends the walk there, with avsc left to decide (it reports the first three as a truncated body,
+ * reading nothing after them, and throws at the last).
+ */
+function compileBodyCheck(writer: AvscNode): BodyCheck | undefined {
+  if (!hasBlocks(writer)) return undefined;
+  let vars = 0;
+  const fresh = (): string => `v${vars++}`;
+  const lines: string[] = [];
+  const emit = (s: string): void => void lines.push(s);
+  const defer = 'return undefined;';
+  const skipVarint = (): void => emit('while (buf[p++] & 0x80);');
+  const long = (v: string): void => emit(`let ${v} = buf[p]; if (${v} < 0x80) { p += 1; ${v} = (${v} >> 1) ^ -(${v} & 1); } else { ${v} = rl(buf, p); p = rlEnd; }`);
+  const length = (): void => {
+    const l = fresh();
+    emit('{');
+    long(l);
+    emit(`if (${l} < 0 || ${l} > end - p) ${defer} p += ${l}; }`);
+  };
+  const stack: AvscNode[] = [];
+
+  /** Code walking over a value of `t`; `tail`: nothing after it needs walking. */
+  const walk = (t: AvscNode, path: string, tail: boolean): void => {
+    if (tail && !hasBlocks(t)) {
+      emit(defer);
+      return;
+    }
+    switch (t.typeName) {
+      case 'null':
+        return;
+      case 'boolean':
+        emit('p += 1;');
+        return;
+      case 'int':
+      case 'long':
+      case 'enum':
+        skipVarint();
+        return;
+      case 'float':
+        emit('p += 4;');
+        return;
+      case 'double':
+        emit('p += 8;');
+        return;
+      case 'fixed':
+        emit(`p += ${t.size ?? 0};`);
+        return;
+      case 'string':
+      case 'bytes':
+        length();
+        return;
+      case 'union:unwrapped': {
+        const i = fresh();
+        emit('{');
+        long(i);
+        emit(`switch (${i}) {`);
+        (t.types ?? []).forEach((b, n) => {
+          emit(`case ${n}: {`);
+          walk(b, path, tail);
+          emit('break; }');
+        });
+        emit(`default: ${defer} } }`);
+        return;
+      }
+      case 'record': {
+        if (stack.includes(t)) {
+          throw new EventError('event_schema_load', `the body check cannot walk the recursive record ${String((t as { name?: string }).name)}`, { where: path });
+        }
+        stack.push(t);
+        const fields = t.fields ?? [];
+        const last = tail ? fields.reduce((n, f, i) => (hasBlocks(f.type) ? i : n), -1) : fields.length - 1;
+        fields.slice(0, last + 1).forEach((f, i) => walk(f.type, path === '' ? f.name : `${path}.${f.name}`, tail && i === last));
+        stack.pop();
+        if (tail) emit(defer);
+        return;
+      }
+      case 'array':
+        blocks('array', path, minBytes(t.itemsType!) > 0, () => walk(t.itemsType!, `${path}[]`, false));
+        return;
+      case 'map':
+        blocks('map', path, true, () => {
+          length();
+          walk(t.valuesType!, `${path}{}`, false);
+        });
+        return;
+      default:
+        throw new EventError('event_schema_load', `the body check cannot walk ${t.typeName}`, { where: path });
+    }
+  };
+
+  /** Code walking over the blocks of an array or map, `item` once per item. */
+  const blocks = (container: 'array' | 'map', path: string, sized: boolean, item: () => void): void => {
+    const c = fresh();
+    const s = fresh();
+    const start = fresh();
+    const at = `${JSON.stringify(container)}, ${JSON.stringify(path)}`;
+    // Items that take no bytes: the count is bounded by a constant instead of the bytes left.
+    const over = (n: string): string =>
+      sized ? `if (${n} > end - p) return bad("count", ${at}, ${n}, end - p);` : `if (${n} > ${MAX_EMPTY_ITEMS}) return bad("empty_items", ${at}, ${n}, ${MAX_EMPTY_ITEMS});`;
+    emit('for (;;) {');
+    long(c);
+    const size = fresh();
+    emit(`if (${c} === 0) break; let ${start} = -1, ${s} = 0; if (${c} < 0) { ${c} = -${c};`);
+    long(size);
+    emit(`${s} = ${size};`);
+    emit(over(c));
+    emit(`if (${s} < 0) return bad("negative_size", ${at}, ${s}, end - p); if (${s} > end - p) return bad("size", ${at}, ${s}, end - p); ${start} = p; } else { ${over(c)} }`);
+    emit(`while (${c}-- > 0) {`);
+    item();
+    emit(`} if (${start} >= 0 && p !== ${start} + ${s}) return bad("size_mismatch", ${at}, ${s}, p - ${start}); if (p > end) ${defer} }`);
+  };
+
+  walk(writer, '', true);
+  const src = `${METADATA_RUNTIME}
+  function bad(kind, container, path, value, left) {
+    return { kind, container, path, value, left };
+  }
+  return function checkBody(buf) {
+    const end = buf.length;
+    let p = ${HEADER_BYTES};
+    ${lines.join('\n    ')}
+    return undefined;
+  };`;
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated once per writer schema, from names avsc validated
+  return new Function(src)() as BodyCheck;
+}
+
+/** The error decode raises for a block the body cannot hold. */
+function blockError(writer: RegistryEntry, problem: BlockProblem): EventError {
+  const { container, path, value, left } = problem;
+  const body = `the body of ${writer.type} v${writer.version}`;
+  switch (problem.kind) {
+    case 'count':
+      return new EventError('event_truncated', `${container} count ${value} at ${path} exceeds the ${left} byte(s) remaining in ${body}`, { where: 'body' });
+    case 'empty_items':
+      return new EventError('event_schema_mismatch', `${container} count ${value} at ${path} exceeds the ${left} items allowed in ${body}`, { where: 'body' });
+    case 'size':
+      return new EventError('event_truncated', `${container} block size ${value} at ${path} exceeds the ${left} byte(s) remaining in ${body}`, { where: 'body' });
+    case 'negative_size':
+      return new EventError('event_schema_mismatch', `${container} block size ${value} at ${path} in ${body} is negative`, { where: 'body' });
+    case 'size_mismatch':
+      return new EventError('event_schema_mismatch', `${container} block at ${path} in ${body} claims ${value} byte(s) but its items take ${left}`, { where: 'body' });
+  }
 }
 
 export function createEventCodec(options: { schemaSet?: SchemaSet; registry?: SchemaRegistry } = {}): EventCodec {
