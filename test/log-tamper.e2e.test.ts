@@ -134,9 +134,11 @@ describe('a log record edited on disk before the writer stored it', () => {
     await writer.idle();
     const stored = await store.query("SELECT count() FROM events WHERE producer = 'gateway-test'");
     expect(Number(stored.rows[0]?.[0])).toBe(records.filter((r) => decodeEvent(r.value).event.metadata.producer === 'gateway-test').length);
-    const found = await store.query("SELECT payload FROM events WHERE type = 'finding.opened'");
-    const findings = found.rows.map((row) => JSON.parse(String(row[0])) as { detectorId: string; relatedEventIds: string[] });
-    expect(findings.map((f) => f.detectorId)).toContain('evidence-writer.chain_link_mismatch');
+    // The finding is itself an event the writer emits to the log and then stores: idle() can come
+    // before that round trip on a loaded machine, so wait for it (as an auditor's dashboard would).
+    const findingsNow = async () =>
+      (await store!.query("SELECT payload FROM events WHERE type = 'finding.opened'")).rows.map((row) => JSON.parse(String(row[0])) as { detectorId: string; relatedEventIds: string[] });
+    await expect.poll(async () => (await findingsNow()).map((f) => f.detectorId), { timeout: 20_000, interval: 200 }).toContain('evidence-writer.chain_link_mismatch');
 
     // 5. `attest verify` through the console: exactly the edited event, by id and sequence; exit 1.
     const dev = await DevIssuer.loadOrCreate(join(dir, 'idp'));
