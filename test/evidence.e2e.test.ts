@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
@@ -15,6 +15,7 @@ import { FileEventLog, LogError, MemoryEventLog } from '../services/common/src/l
 import { buildGateway } from '../services/gateway/src/app';
 import { GatewayRecorder } from '../services/gateway/src/evidence';
 import { startAnthropicStandin, type AnthropicStandin } from './harness/anthropic-standin';
+import { filesUnder, readLogRecords } from './support/log-records';
 
 /**
  * Invariants 1, 2 and 4 through the real gateway: every exchange is evidence on the durable log,
@@ -81,25 +82,7 @@ afterAll(async () => {
   await standin?.close();
 });
 
-async function readAllEvents(): Promise<Uint8Array[]> {
-  const log = evidence.log;
-  const consumer = await log.consumer(`test-${Math.random()}`, { startFrom: 'earliest' });
-  const out: Uint8Array[] = [];
-  for (;;) {
-    const batch = await consumer.poll(10_000, 50);
-    if (batch.length === 0) break;
-    for (const r of batch) out.push(r.value);
-  }
-  await consumer.close();
-  return out;
-}
-
-function filesUnder(d: string): string[] {
-  return readdirSync(d).flatMap((n) => {
-    const p = join(d, n);
-    return statSync(p).isDirectory() ? filesUnder(p) : [p];
-  });
-}
+const readAllEvents = (): Promise<Uint8Array[]> => readLogRecords(evidence.log);
 
 describe('evidence of every exchange', () => {
   it('records request, decision, masking, forwarding and response for streamed and plain calls, with every 10.2.2 field', async () => {

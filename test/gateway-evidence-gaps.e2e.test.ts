@@ -15,6 +15,7 @@ import { FileEventLog, LogError } from '../services/common/src/log';
 import { buildGateway, InFlightExchanges } from '../services/gateway/src/app';
 import { GatewayRecorder } from '../services/gateway/src/evidence';
 import { startAnthropicStandin, type AnthropicStandin } from './harness/anthropic-standin';
+import { readLogRecords } from './support/log-records';
 
 /**
  * Ways an exchange once escaped the evidence, or was recorded wrongly (found in review).
@@ -86,14 +87,7 @@ afterAll(async () => {
 });
 
 async function events(): Promise<AnyAttestEvent[]> {
-  const c = await log.consumer(`read-${Math.random()}`, { startFrom: 'earliest', ephemeral: true });
-  const records: Uint8Array[] = [];
-  for (;;) {
-    const batch = await c.poll(10_000, 20);
-    if (batch.length === 0) break;
-    for (const r of batch) records.push(r.value);
-  }
-  await c.close();
+  const records = await readLogRecords(log);
   // No record holds the card number, as text or as its UTF-16 form.
   for (const r of records) expect(Buffer.from(r).includes(VISA)).toBe(false);
   const report = await verifyEncodedEvents(records, evidence.keyring.jwks(), { cadence: CADENCE });

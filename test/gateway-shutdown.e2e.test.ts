@@ -8,6 +8,7 @@ import { DevIssuer } from '../services/common/src/identity';
 import { FileEventLog } from '../services/common/src/log';
 import { startAnthropicStandin, type AnthropicStandin } from './harness/anthropic-standin';
 import { startProcess, type Proc } from './support/processes';
+import { readLogRecords } from './support/log-records';
 
 /** Graceful shutdown of a real gateway process: SIGTERM lets an in-flight stream finish. */
 
@@ -108,9 +109,7 @@ it('records the completion of a stream cut when the grace period ends, before th
 
   // The log holds the cut exchange's completion, inside the epoch's final checkpoint.
   const log = await FileEventLog.open({ dir: join(dir, 'log') });
-  const consumer = await log.consumer('shutdown-test', { startFrom: 'earliest', ephemeral: true });
-  const records = (await consumer.poll(100_000, 10)).map((r) => r.value);
-  await consumer.close();
+  const records = await readLogRecords(log);
   await log.close();
   const report = await verifyEncodedEvents(records, jwks, { cadence: { everyEvents: 10_000, everyMs: 60_000 } });
   expect(report.findings).toEqual([]);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { findPans } from '../services/common/src/masking';
 import { buildGateway } from '../services/gateway/src/app';
 import { GatewayRecorder } from '../services/gateway/src/evidence';
 import { startAnthropicStandin, type AnthropicStandin, type StandinBlock } from './harness/anthropic-standin';
+import { filesUnder, readLogRecords } from './support/log-records';
 
 /**
  * Response masking action `block` on streamed answers, end to end: the official SDK → a gateway with
@@ -120,24 +121,7 @@ function expectBlockedError(error: unknown): void {
   expect(String((error as Error).message)).toContain('[attest:response_blocked]');
 }
 
-async function readAllEvents(): Promise<Uint8Array[]> {
-  const consumer = await evidence.log.consumer(`test-${Math.random()}`, { startFrom: 'earliest' });
-  const out: Uint8Array[] = [];
-  for (;;) {
-    const batch = await consumer.poll(10_000, 50);
-    if (batch.length === 0) break;
-    for (const r of batch) out.push(r.value);
-  }
-  await consumer.close();
-  return out;
-}
-
-function filesUnder(d: string): string[] {
-  return readdirSync(d).flatMap((n) => {
-    const p = join(d, n);
-    return statSync(p).isDirectory() ? filesUnder(p) : [p];
-  });
-}
+const readAllEvents = (): Promise<Uint8Array[]> => readLogRecords(evidence.log);
 
 /** An event's text fields as JSON, binary fields (digests, HMACs, signatures) left out. */
 const eventText = (e: unknown) => JSON.stringify(e, (_k, v: unknown) => (v instanceof Uint8Array || (v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer') ? '<bytes>' : v));
