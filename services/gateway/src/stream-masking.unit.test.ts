@@ -6,6 +6,7 @@ import { SseMasker } from './sse-masker';
 import type { LocatedHit } from './mask-json';
 import type { MaskingAction } from '../../common/src/config';
 import { findPans, luhnValid } from '../../common/src/masking';
+import { prng } from '../../common/src/store/testing';
 import { NONCARD_FILE, PANS_FILE, type NonCardLine, type PanCase } from '../../../test/fixtures/masking/generate';
 
 // Test corpus card numbers (Luhn-valid test PANs).
@@ -282,16 +283,6 @@ function* cuts(text: string): Generator<string[]> {
   }
 }
 
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomPieces(text: string, rnd: () => number): string[] {
   const n = Math.floor(rnd() * 4); // 0 to 3 cuts
@@ -401,7 +392,7 @@ describe('SseMasker, action block', () => {
 
   it('blocks every case of the committed PAN evasion corpus, split at random into deltas', () => {
     const cases = JSON.parse(readFileSync(PANS_FILE, 'utf8')) as PanCase[];
-    const rnd = mulberry(0xb10c);
+    const rnd = prng(0xb10c);
     let runs = 0;
     for (const c of cases) {
       for (let k = 0; k < 3; k++) {
@@ -456,7 +447,7 @@ describe('SseMasker, action block', () => {
 
   it('sends text without card numbers exactly as mask mode does (non-card corpus, random deltas and chunking)', () => {
     const lines = readFileSync(NONCARD_FILE, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as NonCardLine);
-    const rnd = mulberry(0x5afe);
+    const rnd = prng(0x5afe);
     let runs = 0;
     for (let i = 0; i < lines.length; i += 10) {
       const t = lines[i]!.t;
